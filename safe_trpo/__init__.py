@@ -1,0 +1,3 @@
+"""safe-trpo: TRPO with CPO cost constraints, audited runs and a review app."""
+
+__version__ = "0.1.0"

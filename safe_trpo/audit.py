@@ -1,0 +1,249 @@
+"""Tamper-evident audit record of a run: an append-only, hash-chained JSON-lines file.
+
+The contract (DESIGN.md, "Audit record"): every line of ``audit.jsonl`` is one JSON object with
+``seq`` (0, 1, 2, ...), ``type``, ``prev_hash`` and ``hash``. ``hash`` is the SHA-256 hex digest of
+the object without ``hash``, serialised with ``canonical_json``; ``prev_hash`` is the previous
+line's ``hash`` (64 zeros for seq 0). Lines are flushed and fsync'ed as they are written, so a
+crash loses at most the line being written, and ``verify_chain`` reports such a cut-off last line
+as an interruption rather than as tampering.
+
+Files that belong to the run (checkpoints, the HTML report) are bound into the chain by ``file``
+lines carrying their relative path and SHA-256, so ``verify_run`` can check them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safe_trpo.errors import UserError
+
+AUDIT_FILE = "audit.jsonl"
+GENESIS_HASH = "0" * 64
+# Fields whose values depend on the wall clock or the machine's speed; reproducibility checks
+# compare audit rows with these removed.
+WALL_CLOCK_FIELDS = frozenset({"time", "wall_s", "solve_time_ms", "steps_per_s", "elapsed_s"})
+
+
+def canonical_json(obj: dict[str, Any]) -> str:
+    """The exact serialisation the hash is computed over (DESIGN.md)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def line_hash(obj: dict[str, Any]) -> str:
+    """SHA-256 hex of ``obj`` without its ``hash`` key."""
+    body = {k: v for k, v in obj.items() if k != "hash"}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types only; non-finite floats become None (JSON has no NaN).
+
+    Callers that can produce NaN record that fact explicitly (a ``nan_detected`` line), so the
+    None here never hides a NaN silently.
+    """
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return to_jsonable(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+class AuditLog:
+    """Appends hash-chained lines to ``<run_dir>/audit.jsonl``.
+
+    Opening an existing log continues its chain. A last line cut off by a crash is moved aside to
+    ``audit.jsonl.cut-<seq>`` (kept, never deleted) and reported in the ``resumed`` line the
+    caller writes next, so the chain stays verifiable after a resume.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / AUDIT_FILE
+        self.next_seq = 0
+        self.head_hash = GENESIS_HASH
+        self.cut_tail: dict[str, Any] | None = None
+        if self.path.exists():
+            self._continue_existing()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open)
+
+    def _continue_existing(self) -> None:
+        data = self.path.read_bytes()
+        verdict = verify_chain_bytes(data)
+        if verdict.status == "tampered":
+            raise UserError(f"{self.path}: cannot append to a broken chain: {verdict.message}")
+        if verdict.status == "interrupted":
+            keep = verdict.valid_bytes
+            side = self.path.with_name(f"{AUDIT_FILE}.cut-{verdict.n_lines}")
+            side.write_bytes(data[keep:])
+            with open(self.path, "r+b") as f:
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+            self.cut_tail = {"file": side.name, "bytes": len(data) - keep,
+                             "sha256": hashlib.sha256(data[keep:]).hexdigest()}
+        self.next_seq = verdict.n_lines
+        self.head_hash = verdict.head_hash
+
+    def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Write one line, flushed and fsync'ed before returning; returns the written object."""
+        obj = to_jsonable(dict(fields))
+        obj.update({"seq": self.next_seq, "type": type_, "prev_hash": self.head_hash})
+        obj.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        obj["hash"] = line_hash(obj)
+        self._file.write(canonical_json(obj) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.next_seq += 1
+        self.head_hash = obj["hash"]
+        return obj
+
+    def append_file(self, run_dir: Path, path: Path, role: str) -> dict[str, Any]:
+        """Bind a file of the run (checkpoint, report) into the chain by its hash."""
+        rel = Path(path).resolve().relative_to(Path(run_dir).resolve())
+        return self.append("file", path=rel.as_posix(), role=role, sha256=file_sha256(path),
+                           bytes=Path(path).stat().st_size)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ChainVerdict:
+    """Outcome of checking a chain. ``status``: intact | interrupted | tampered | empty."""
+
+    status: str
+    n_lines: int  # lines that verified
+    head_hash: str  # hash of the last verified line
+    valid_bytes: int  # byte length of the verified prefix
+    first_bad_seq: int | None = None
+    message: str = ""
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "intact"
+
+
+def verify_chain_bytes(data: bytes) -> ChainVerdict:
+    """Check seq order, prev_hash and hash of every line; stop at the first bad one."""
+    lines: list[dict[str, Any]] = []
+    prev = GENESIS_HASH
+    offset = 0
+    raw_lines = data.split(b"\n")
+    complete = raw_lines[:-1]  # everything before the final newline
+    tail = raw_lines[-1]
+
+    def verdict(status: str, seq: int | None, msg: str) -> ChainVerdict:
+        return ChainVerdict(status, len(lines), prev, offset, seq, msg, lines)
+
+    for i, raw in enumerate(complete):
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            return verdict("tampered", i, f"line seq {i}: not valid JSON ({exc})")
+        if obj.get("seq") != i:
+            return verdict("tampered", i, f"line seq {i}: seq is {obj.get('seq')!r}, expected {i}")
+        if obj.get("prev_hash") != prev:
+            return verdict("tampered", i, f"line seq {i}: prev_hash does not match line {i - 1}")
+        if obj.get("hash") != line_hash(obj):
+            return verdict("tampered", i, f"line seq {i}: hash does not match its content")
+        lines.append(obj)
+        prev = obj["hash"]
+        offset += len(raw) + 1
+    if tail:
+        # No final newline: the writer died mid-line (a crash), unless the bytes form a valid
+        # line, which only editing produces.
+        return verdict("interrupted", len(lines),
+                       f"line seq {len(lines)}: cut off (crash while writing); "
+                       f"{len(lines)} earlier lines verified")
+    if not lines:
+        return verdict("empty", None, "audit log is empty")
+    return verdict("intact", None, f"{len(lines)} lines verified")
+
+
+@dataclass
+class RunVerdict:
+    """Chain verdict plus the state of the files bound into it."""
+
+    chain: ChainVerdict
+    file_problems: list[str]
+    finished: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and not self.file_problems
+
+    @property
+    def summary(self) -> str:
+        if not self.chain.ok:
+            return f"{self.chain.status.upper()}: {self.chain.message}"
+        if self.file_problems:
+            return f"FILES DO NOT MATCH: {self.file_problems[0]}"
+        state = "finished" if self.finished else "not finished"
+        return f"INTACT: {self.chain.message}; all recorded files match; run {state}"
+
+
+def verify_run(run_dir: Path) -> RunVerdict:
+    """Verify a run folder: the chain, then each file's latest recorded hash."""
+    run_dir = Path(run_dir)
+    path = run_dir / AUDIT_FILE
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise UserError(f"{run_dir}: not a run folder (no {AUDIT_FILE})")
+    chain = verify_chain_bytes(path.read_bytes())
+    latest: dict[str, dict[str, Any]] = {}
+    for line in chain.lines:
+        if line.get("type") == "file":
+            latest[line["path"]] = line
+    problems = []
+    for rel, line in latest.items():
+        target = run_dir / rel
+        if not target.is_file():
+            problems.append(f"{rel}: recorded at seq {line['seq']} but missing")
+        elif file_sha256(target) != line["sha256"]:
+            problems.append(f"{rel}: changed since recorded at seq {line['seq']}")
+    finished = any(line.get("type") == "run_finished" for line in chain.lines)
+    return RunVerdict(chain, problems, finished)
+
+
+def read_lines(run_dir: Path) -> list[dict[str, Any]]:
+    """Every parseable line of a run's audit log, tolerant of a cut-off tail (for display)."""
+    out = []
+    with open(Path(run_dir) / AUDIT_FILE, encoding="utf-8", errors="replace") as f:
+        for raw in f:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                break
+            if isinstance(obj, dict):
+                out.append(obj)
+    return out

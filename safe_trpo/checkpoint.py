@@ -1,0 +1,133 @@
+"""Full training state on disk: written atomically, loaded with ``weights_only=True``.
+
+A checkpoint holds everything needed to continue a run: the policy, the critics and their
+optimiser, the observation normaliser, the Lagrange multipliers, the RNG states, the update and
+env-step counters and the horizon estimate. It holds only tensors, numbers, strings, lists and
+dicts, so loading never unpickles code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from safe_trpo.config import Scenario
+from safe_trpo.errors import UserError
+from safe_trpo.networks import ObsNormalizer, Policy, ValueNet, make_policy
+
+CHECKPOINT_DIR = "checkpoints"
+FORMAT = 1
+
+
+@dataclass
+class TrainState:
+    """Everything that changes while a run trains."""
+
+    policy: Policy
+    critics: nn.ModuleList  # [reward critic, cost critic per constraint]
+    critic_optim: torch.optim.Optimizer
+    normalizer: ObsNormalizer
+    nu: np.ndarray  # one multiplier per constraint (trpo-lag) / last CPO dual (cpo)
+    rng: np.random.Generator  # critic minibatch shuffling
+    update: int = 0  # index of the next update
+    env_steps: int = 0
+    horizon: float | None = None  # mean episode length seen most recently
+    space_spec: dict[str, Any] = field(default_factory=dict)
+
+
+def space_spec(obs_space: spaces.Space, action_space: spaces.Space) -> dict[str, Any]:
+    """The spaces in plain data, so a policy can be rebuilt without constructing the env."""
+    spec: dict[str, Any] = {"obs_shape": list(obs_space.shape), "obs_dtype": str(obs_space.dtype)}
+    if isinstance(action_space, spaces.Box):
+        spec["action"] = {"type": "box", "low": action_space.low.tolist(),
+                          "high": action_space.high.tolist(), "dtype": str(action_space.dtype)}
+    else:
+        spec["action"] = {"type": "discrete", "n": int(action_space.n)}
+    return spec
+
+
+def spaces_from_spec(spec: dict[str, Any]) -> tuple[spaces.Box, spaces.Space]:
+    obs_space = spaces.Box(-np.inf, np.inf, shape=tuple(spec["obs_shape"]), dtype=np.float32)
+    act = spec["action"]
+    if act["type"] == "box":
+        action_space: spaces.Space = spaces.Box(np.array(act["low"], dtype=np.float32),
+                                                np.array(act["high"], dtype=np.float32))
+    else:
+        action_space = spaces.Discrete(act["n"])
+    return obs_space, action_space
+
+
+def new_state(scenario: Scenario, obs_space: spaces.Space, action_space: spaces.Space
+              ) -> TrainState:
+    a = scenario.algo
+    policy = make_policy(obs_space, action_space, a.hidden_sizes, a.activation, a.init_log_std)
+    obs_dim = obs_space.shape[0]
+    critics = nn.ModuleList(ValueNet(obs_dim, a.hidden_sizes, a.activation)
+                            for _ in range(1 + len(scenario.constraints)))
+    optim = torch.optim.Adam(critics.parameters(), lr=a.critic_lr)
+    m = len(scenario.constraints)
+    nu = np.full(m, a.lagrange_init if a.name == "trpo-lag" else 0.0)
+    return TrainState(policy, critics, optim, ObsNormalizer(obs_dim, a.normalize_obs), nu,
+                      np.random.default_rng(scenario.run.seed),
+                      space_spec=space_spec(obs_space, action_space))
+
+
+def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
+    """Write ``checkpoints/update_XXXXXX.pt`` atomically (temp file, fsync, rename)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"update_{state.update:06d}.pt"
+    payload = {
+        "format": FORMAT, "update": state.update, "env_steps": state.env_steps,
+        "horizon": state.horizon, "nu": state.nu.tolist(), "space_spec": state.space_spec,
+        "policy": state.policy.state_dict(), "critics": state.critics.state_dict(),
+        "critic_optim": state.critic_optim.state_dict(),
+        "normalizer": state.normalizer.state_dict(),
+        "torch_rng": torch.get_rng_state(), "numpy_rng": state.rng.bit_generator.state,
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise UserError(f"{path}: unreadable checkpoint ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'no detail'})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path}: not a safe-trpo checkpoint (format {FORMAT} expected)")
+    return payload
+
+
+def load_state(scenario: Scenario, path: Path) -> TrainState:
+    payload = read_checkpoint(path)
+    obs_space, action_space = spaces_from_spec(payload["space_spec"])
+    state = new_state(scenario, obs_space, action_space)
+    try:
+        state.policy.load_state_dict(payload["policy"])
+        state.critics.load_state_dict(payload["critics"])
+        state.critic_optim.load_state_dict(payload["critic_optim"])
+        state.normalizer.load_state_dict(payload["normalizer"])
+    except (RuntimeError, KeyError) as exc:
+        raise UserError(f"{path}: checkpoint does not match the scenario's networks "
+                        f"({str(exc).splitlines()[0]})") from None
+    state.nu = np.array(payload["nu"], dtype=np.float64)
+    state.rng.bit_generator.state = payload["numpy_rng"]
+    torch.set_rng_state(payload["torch_rng"])
+    state.update, state.env_steps = payload["update"], payload["env_steps"]
+    state.horizon = payload["horizon"]
+    state.space_spec = payload["space_spec"]
+    return state

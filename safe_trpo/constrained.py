@@ -1,0 +1,112 @@
+"""Constrained policy steps: CPO (Achiam et al. 2017) and the TRPO-Lagrangian baseline.
+
+CPO. With g the gradient of the reward surrogate, b_i the gradient of cost surrogate i
+(mean(ratio * A_Ci), centred cost advantages) and H the Fisher, the step maximises g^T x subject
+to 1/2 x^T H x <= delta and b_i^T x + c_i <= 0. Here c_i is constraint i's margin in per-step
+units, the same units as the cost surrogate: c_i = mean per-step cost of the batch minus
+limit_i / horizon, where horizon is the mean episode length. (The episode cost J_Ci changes by
+about horizon * b_i^T x for a step x, so b_i^T x + c_i <= 0 keeps the projected episode cost
+under limit_i.) The m+1 CG solves reduce the problem to q, r, S, which
+``safe_trpo.cpo.solve_step`` solves exactly; the line search then accepts a trial only if its
+measured KL is <= delta, each cost surrogate rises by at most max(-c_i, 0), and, unless the step
+is a recovery step, the reward surrogate improves.
+
+TRPO-Lagrangian (Ray et al. 2019). One multiplier nu_i >= 0 per constraint, raised when the
+batch's mean episode cost exceeds the limit and lowered otherwise; the policy takes a TRPO step
+on the penalised advantage (A_R - sum_i nu_i A_Ci) / (1 + sum_i nu_i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from safe_trpo.cpo import CpoStep, solve_step
+from safe_trpo.networks import Policy
+from safe_trpo.trpo import (
+    LineSearchResult,
+    PolicyBatch,
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_grad,
+    line_search,
+    surrogate,
+)
+
+
+@dataclass(frozen=True)
+class CpoUpdate:
+    search: LineSearchResult
+    solution: CpoStep
+    margins: np.ndarray  # c, per-step units
+    predicted_cost_change: np.ndarray  # b_i^T x of the full step
+
+
+def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
+             cost_advs: torch.Tensor, margins: np.ndarray, target_kl: float, cg_iters: int,
+             cg_damping: float, backtrack_iters: int, backtrack_coeff: float) -> CpoUpdate:
+    """One CPO update of ``policy`` in place. ``cost_advs`` has shape (m, batch)."""
+    m = cost_advs.shape[0]
+    reward_old = surrogate(policy, batch, reward_adv)
+    g = flat_grad(reward_old, policy, retain_graph=True)
+    cost_old = [surrogate(policy, batch, cost_advs[i]) for i in range(m)]
+    b = torch.stack([flat_grad(c, policy) for c in cost_old])  # (m, n_params)
+    fvp = fisher_vector_product(policy, batch, cg_damping)
+    hinv_g = conjugate_gradient(fvp, g, cg_iters)
+    hinv_b = torch.stack([conjugate_gradient(fvp, b[i], cg_iters) for i in range(m)])
+    q = float(g @ hinv_g)
+    r = (b @ hinv_g).double().numpy()
+    s = (b @ hinv_b.T).double().numpy()
+    s = 0.5 * (s + s.T)  # CG solves are approximate; the solver expects a symmetric S
+    solution = solve_step(q, r, s, np.asarray(margins, dtype=np.float64), target_kl)
+    beta = torch.as_tensor(solution.beta, dtype=g.dtype)
+    full_step = solution.alpha * hinv_g + beta @ hinv_b
+    predicted = (b @ full_step).double().numpy()
+    if solution.case == "failed" or not torch.isfinite(full_step).all() or \
+            not full_step.abs().sum() > 0:
+        none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)
+        return CpoUpdate(none, solution, np.asarray(margins), predicted)
+
+    reward_old_v = float(reward_old.detach())
+    cost_old_v = np.array([float(c.detach()) for c in cost_old])
+    allowed = np.maximum(-np.asarray(margins), 0.0)
+    recovering = solution.case == "recovery"
+
+    def accept(kl: float) -> tuple[bool, float]:
+        with torch.no_grad():
+            improvement = float(surrogate(policy, batch, reward_adv)) - reward_old_v
+            cost_change = np.array([float(surrogate(policy, batch, cost_advs[i]))
+                                    for i in range(m)]) - cost_old_v
+        # A violated cost (c_i >= 0) may not rise at all; one with slack may use it. Recovery
+        # steps only have to satisfy that; other steps must also improve the reward.
+        cost_ok = bool(np.all(cost_change <= allowed + 1e-12))
+        return kl <= target_kl and cost_ok and (recovering or improvement > 0), improvement
+
+    search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
+    return CpoUpdate(search, solution, np.asarray(margins), predicted)
+
+
+def per_step_margins(step_costs: np.ndarray, limits: np.ndarray, horizon: float) -> np.ndarray:
+    """c_i = mean per-step cost - limit_i / horizon (see module docstring)."""
+    return step_costs.reshape(-1, len(limits)).mean(0) - limits / horizon
+
+
+def update_multipliers(nu: np.ndarray, ep_costs: np.ndarray | None, limits: np.ndarray,
+                       lr: float) -> np.ndarray:
+    """Projected gradient ascent on the Lagrangian: nu += lr * (episode cost - limit), nu >= 0.
+
+    Without a finished episode in the batch there is no episode-cost estimate, so the
+    multipliers are left unchanged rather than fed a guess.
+    """
+    if ep_costs is None:
+        return nu
+    return np.maximum(nu + lr * (ep_costs - limits), 0.0)
+
+
+def lagrangian_advantages(reward_adv: torch.Tensor, cost_advs: torch.Tensor,
+                          nu: np.ndarray) -> torch.Tensor:
+    """(A_R - sum_i nu_i A_Ci) / (1 + sum_i nu_i): the scale stays that of A_R as nu grows."""
+    weights = torch.as_tensor(nu, dtype=reward_adv.dtype)
+    return (reward_adv - weights @ cost_advs) / (1.0 + weights.sum())

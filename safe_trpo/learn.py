@@ -1,0 +1,152 @@
+"""One update from one rollout: advantages, the policy step, the critic fit.
+
+``learn`` returns the fields of the update's audit row; it never touches the environment or
+the disk. The policy step is chosen by ``[algo] name``: TRPO, CPO, or TRPO-Lagrangian.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from safe_trpo.checkpoint import TrainState
+from safe_trpo.config import Scenario
+from safe_trpo.constrained import (
+    cpo_step,
+    lagrangian_advantages,
+    per_step_margins,
+    update_multipliers,
+)
+from safe_trpo.rollout import Rollout, gae
+from safe_trpo.trpo import PolicyBatch, flat_params, set_flat_params, trpo_step
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+def critic_targets(scenario: Scenario, state: TrainState, r: Rollout
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """GAE for the reward and each cost: advantages and value targets, shape (1 + m, T * N)."""
+    t, n = r.rewards.shape
+    obs = torch.from_numpy(r.obs.reshape(t * n, -1))
+    next_obs = torch.from_numpy(r.next_obs.reshape(t * n, -1))
+    signals = [r.rewards] + [r.costs[..., j] for j in range(r.costs.shape[-1])]
+    a = scenario.algo
+    gammas = [a.gamma] + [c.cost_gamma or a.gamma for c in scenario.constraints]
+    lams = [a.gae_lambda] + [a.cost_gae_lambda] * len(scenario.constraints)
+    advs, rets = [], []
+    with torch.no_grad():
+        for critic, signal, gamma, lam in zip(state.critics, signals, gammas, lams, strict=True):
+            values = critic(obs).double().numpy().reshape(t, n)
+            next_values = critic(next_obs).double().numpy().reshape(t, n)
+            adv, ret = gae(signal, values, next_values, r.terminated, r.done, gamma, lam)
+            advs.append(adv.reshape(-1))
+            rets.append(ret.reshape(-1))
+    return np.stack(advs), np.stack(rets)
+
+
+def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epochs: int,
+                minibatch: int) -> list[float]:
+    """Regress every critic on its targets with shared minibatches; mean loss of the last epoch.
+
+    ``targets`` has shape (1 + m, batch). The critics have disjoint parameters, so summing their
+    losses into one backward pass trains each exactly as separately, at a fraction of the cost.
+    """
+    size = obs.shape[0]
+    losses = torch.zeros(len(state.critics))
+    for _ in range(epochs):
+        losses.zero_()
+        order = torch.from_numpy(state.rng.permutation(size))
+        for start in range(0, size, minibatch):
+            idx = order[start:start + minibatch]
+            per_critic = torch.stack([((critic(obs[idx]) - targets[k, idx]) ** 2).mean()
+                                      for k, critic in enumerate(state.critics)])
+            state.critic_optim.zero_grad()
+            per_critic.sum().backward()
+            state.critic_optim.step()
+            losses += per_critic.detach() * len(idx) / size
+    return losses.tolist()
+
+
+def episode_summary(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
+    finished = len(r.episode_returns)
+    ep_costs = r.episode_costs.mean(0) if finished else None
+    constraints = []
+    for j, c in enumerate(scenario.constraints):
+        ep_cost = None if ep_costs is None else float(ep_costs[j])
+        constraints.append({
+            "name": c.name, "limit": c.limit, "ep_cost": ep_cost,
+            "violated": None if ep_cost is None else ep_cost > c.limit,
+            "margin": None if ep_cost is None else c.limit - ep_cost,
+            "step_cost": float(r.costs[..., j].mean()),
+            "nu": float(state.nu[j]) if scenario.algo.name != "trpo" else None,
+        })
+    return {"return_mean": float(np.mean(r.episode_returns)) if finished else None,
+            "episodes": finished,
+            "ep_len_mean": float(np.mean(r.episode_lengths)) if finished else None,
+            "constraints": constraints}
+
+
+def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
+    """Advantages -> policy step -> critic fit, for one rollout; returns the audit fields."""
+    a = scenario.algo
+    advs, rets = critic_targets(scenario, state, r)
+    t, n = r.rewards.shape
+    obs = torch.from_numpy(r.obs.reshape(t * n, -1))
+    actions = torch.from_numpy(r.actions.reshape(t * n, *r.actions.shape[2:]))
+    batch = PolicyBatch(state.policy, obs, actions,
+                        torch.from_numpy(r.log_probs.reshape(-1)).float())
+    reward_adv = torch.from_numpy(advs[0]).float()
+    cost_advs = torch.from_numpy(advs[1:]).float()
+    cost_advs = cost_advs - cost_advs.mean(1, keepdim=True)  # centred, not scaled: units matter
+    if r.episode_lengths:
+        state.horizon = float(np.mean(r.episode_lengths))
+    limits = np.array([c.limit for c in scenario.constraints])
+    ep_costs = r.episode_costs.mean(0) if len(r.episode_returns) else None
+
+    before = flat_params(state.policy).clone()
+    step_args = (a.target_kl, a.cg_iters, a.cg_damping, a.backtrack_iters, a.backtrack_coeff)
+    cpo_fields = None
+    if a.name == "cpo":
+        horizon = state.horizon or float(t)
+        margins = per_step_margins(r.costs, limits, horizon)
+        result = cpo_step(state.policy, batch, _standardise(reward_adv)
+                          if a.normalize_advantages else reward_adv, cost_advs, margins,
+                          *step_args)
+        search, sol = result.search, result.solution
+        state.nu = np.asarray(sol.nu, dtype=np.float64)
+        cpo_fields = {"case": sol.case, "lambda": sol.lam, "nu": sol.nu,
+                      "solver_status": sol.solver_status, "solve_time_ms": sol.solve_time_ms,
+                      "margins_per_step": margins, "horizon": horizon,
+                      "predicted_cost_change": result.predicted_cost_change}
+        expected = None
+    else:
+        advantage = reward_adv
+        if a.name == "trpo-lag":
+            state.nu = update_multipliers(state.nu, ep_costs, limits, a.lagrange_lr)
+            advantage = lagrangian_advantages(reward_adv, cost_advs, state.nu)
+        if a.normalize_advantages:
+            advantage = _standardise(advantage)
+        result = trpo_step(state.policy, batch, advantage, *step_args)
+        search, expected = result.search, result.expected_improvement
+
+    nan_event = None
+    if not torch.isfinite(flat_params(state.policy)).all():
+        set_flat_params(state.policy, before)  # never keep a broken policy
+        nan_event = "policy parameters became non-finite; step reverted"
+    losses = fit_critics(state, obs, torch.from_numpy(rets).float(), a.critic_epochs,
+                         a.critic_minibatch)
+    row = {
+        "algo": a.name, "kl": search.kl if nan_event is None else 0.0,
+        "target_kl": a.target_kl, "accepted": search.accepted and nan_event is None,
+        "backtracks": search.backtracks, "step_fraction": search.step_fraction,
+        "surrogate_improvement": search.improvement, "expected_improvement": expected,
+        **episode_summary(scenario, state, r),
+        "cpo": cpo_fields, "value_loss": losses[0], "cost_value_losses": losses[1:],
+    }
+    if nan_event:
+        row["nan_event"] = nan_event
+    return row

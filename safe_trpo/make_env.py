@@ -1,0 +1,63 @@
+"""Build the vector environment a scenario names, always with SAME_STEP autoreset."""
+
+from __future__ import annotations
+
+import importlib
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+
+from safe_trpo.config import EnvConfig
+from safe_trpo.errors import UserError
+
+
+def env_kwargs(cfg: EnvConfig) -> dict:
+    return {**cfg.kwargs, **cfg.data_files}
+
+
+def make_vector_env(cfg: EnvConfig, num_envs: int | None = None) -> gym.vector.VectorEnv:
+    """A registered id uses its native vector env when it has one that autoresets in the same
+    step (``vectorization='auto'``), else Gymnasium's SyncVectorEnv; ``package.module:Class``
+    names an env (or vector env) class.
+    """
+    import envs  # noqa: F401  (registers the SafeTRPO/* environments)
+
+    n = num_envs or cfg.num_envs
+    kwargs = env_kwargs(cfg)
+    where = f"[env] id = {cfg.id!r}"
+    try:
+        if ":" in cfg.id and cfg.id not in gym.registry:
+            module_name, _, class_name = cfg.id.partition(":")
+            try:
+                env_class = getattr(importlib.import_module(module_name), class_name)
+            except (ImportError, AttributeError) as exc:
+                raise UserError(f"{where}: cannot import it ({exc})") from None
+            if isinstance(env_class, type) and issubclass(env_class, gym.vector.VectorEnv):
+                venv = env_class(num_envs=n, **kwargs)
+            else:
+                venv = gym.vector.SyncVectorEnv([lambda: env_class(**kwargs)] * n,
+                                                autoreset_mode=AutoresetMode.SAME_STEP)
+        else:
+            if cfg.id not in gym.registry:
+                raise UserError(f"{where}: not a registered Gymnasium id (and not "
+                                f"'package.module:Class')")
+            native = gym.spec(cfg.id).vector_entry_point is not None
+            venv = None
+            if native and cfg.vectorization == "auto":
+                venv = gym.make_vec(cfg.id, num_envs=n, vectorization_mode="vector_entry_point",
+                                    **kwargs)
+                if venv.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
+                    # e.g. Gymnasium's own CartPoleVectorEnv (NEXT_STEP only): use Sync instead.
+                    venv.close()
+                    venv = None
+            if venv is None:
+                venv = gym.make_vec(cfg.id, num_envs=n, vectorization_mode="sync",
+                                    vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                                    **kwargs)
+    except TypeError as exc:
+        raise UserError(f"{where}: bad [env] kwargs ({exc})") from None
+    mode = venv.metadata.get("autoreset_mode")
+    if mode != AutoresetMode.SAME_STEP:
+        raise UserError(f"{where}: its vector env uses autoreset mode {mode!r}; safe-trpo needs "
+                        f"AutoresetMode.SAME_STEP to bootstrap truncated episodes correctly")
+    return venv

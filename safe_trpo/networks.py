@@ -1,0 +1,152 @@
+"""Policies, critics and the running observation normaliser.
+
+Box actions use a Gaussian policy with a state-independent log-std (TRPO's original choice: the
+Fisher of the std part is constant, which keeps the natural gradient well conditioned). Samples
+are NOT squashed: the log-probability is that of the unclipped sample, and the action sent to the
+environment is clipped to the space's bounds (``clip_action``). Squashing with tanh would change
+the density (a Jacobian term) and bias the mean near the bounds; clipping keeps the analytic KL
+of two Gaussians exact, which the Fisher-vector product and the audited KL rely on.
+Discrete actions use a categorical policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.distributions import Categorical, Distribution, Normal
+
+
+def mlp(sizes: list[int], activation: str, out_gain: float = 1.0) -> nn.Sequential:
+    act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        linear = nn.Linear(sizes[i], sizes[i + 1])
+        last = i == len(sizes) - 2
+        # Orthogonal init (as in SB3/CleanRL): a small last layer makes the initial policy
+        # near-uniform around its mean, so early KL steps are well behaved.
+        nn.init.orthogonal_(linear.weight, gain=out_gain if last else np.sqrt(2))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian with a state-independent log-std, for Box action spaces."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: list[int], activation: str,
+                 init_log_std: float) -> None:
+        super().__init__()
+        self.mean_net = mlp([obs_dim, *hidden, act_dim], activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        return Normal(self.mean_net(obs), self.log_std.exp())
+
+    def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
+        return dist.log_prob(actions).sum(-1)
+
+    def kl(self, old: Distribution, new: Distribution) -> torch.Tensor:
+        """Per-sample KL(old || new), summed over action dimensions."""
+        return torch.distributions.kl_divergence(old, new).sum(-1)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean_net(obs)
+
+    @staticmethod
+    def detach(dist: Distribution) -> Distribution:
+        return Normal(dist.loc.detach(), dist.scale.detach())
+
+
+class CategoricalPolicy(nn.Module):
+    """Softmax policy over a Discrete action space."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: list[int], activation: str) -> None:
+        super().__init__()
+        self.logits_net = mlp([obs_dim, *hidden, n_actions], activation, out_gain=0.01)
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        return Categorical(logits=self.logits_net(obs))
+
+    def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
+        return dist.log_prob(actions.long().reshape(dist.logits.shape[:-1]))
+
+    def kl(self, old: Distribution, new: Distribution) -> torch.Tensor:
+        return torch.distributions.kl_divergence(old, new)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits_net(obs).argmax(-1)
+
+    @staticmethod
+    def detach(dist: Distribution) -> Distribution:
+        return Categorical(logits=dist.logits.detach())
+
+
+Policy = GaussianPolicy | CategoricalPolicy
+
+
+def make_policy(obs_space: spaces.Space, action_space: spaces.Space, hidden: list[int],
+                activation: str, init_log_std: float) -> Policy:
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        raise ValueError(f"observations must be a flat Box, got {obs_space}")
+    obs_dim = obs_space.shape[0]
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, activation, init_log_std)
+    if isinstance(action_space, spaces.Discrete):
+        return CategoricalPolicy(obs_dim, int(action_space.n), hidden, activation)
+    raise ValueError(f"unsupported action space {action_space} (flat Box or Discrete)")
+
+
+def clip_action(actions: np.ndarray, action_space: spaces.Space) -> np.ndarray:
+    if isinstance(action_space, spaces.Box):
+        return np.clip(actions, action_space.low, action_space.high).astype(action_space.dtype)
+    return actions.astype(np.int64)
+
+
+class ValueNet(nn.Module):
+    """State-value critic V(s), for the reward and for each cost."""
+
+    def __init__(self, obs_dim: int, hidden: list[int], activation: str) -> None:
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, 1], activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class ObsNormalizer(nn.Module):
+    """Running mean/variance of observations (parallel Welford update), saved with the model.
+
+    Normalised observations are clipped to +-``clip`` so one outlier cannot saturate the network.
+    Buffers are float64 so millions of updates do not drift.
+    """
+
+    def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
+
+    def update(self, batch: np.ndarray) -> None:
+        if not self.enabled:
+            return
+        x = torch.as_tensor(batch, dtype=torch.float64)
+        b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean += delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        obs = np.asarray(obs, dtype=np.float64)
+        if not self.enabled:
+            return obs.astype(np.float32)
+        z = (obs - self.mean.numpy()) / np.sqrt(self.var.numpy() + 1e-8)
+        return np.clip(z, -self.clip, self.clip).astype(np.float32)

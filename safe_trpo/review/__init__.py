@@ -1,0 +1,1 @@
+"""Streamlit review app: read a run's audit record and sign it off."""

@@ -1,0 +1,157 @@
+"""Rollout collection from a Gymnasium vector env: it knows nothing of TRPO.
+
+The vector env must use SAME_STEP autoreset (``make_vector_env`` makes sure): when copy i ends at
+step t, the returned observation is already the next episode's first one, the last observation is
+in ``info["final_obs"][i]`` and the last step's info (costs included) in ``info["final_info"]``.
+We keep that final observation so truncated episodes can be bootstrapped from V(final_obs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from safe_trpo.errors import UserError
+from safe_trpo.networks import ObsNormalizer, Policy, clip_action
+
+
+class Rollout(NamedTuple):
+    """One batch, arrays shaped (T, N, ...) for T steps of N env copies.
+
+    ``obs`` are normalised as the policy saw them. ``next_obs`` is the normalised observation
+    after each step (the final observation where an episode ended), for bootstrapping.
+    """
+
+    obs: np.ndarray  # (T, N, obs_dim) float32
+    actions: np.ndarray  # (T, N, act_dim) float32 or (T, N) int64 (unclipped samples)
+    log_probs: np.ndarray  # (T, N)
+    rewards: np.ndarray  # (T, N)
+    costs: np.ndarray  # (T, N, m)
+    terminated: np.ndarray  # (T, N) bool: true end, no bootstrap
+    done: np.ndarray  # (T, N) bool: terminated or truncated
+    next_obs: np.ndarray  # (T, N, obs_dim)
+    episode_returns: list[float]  # undiscounted, episodes finished in this batch
+    episode_costs: np.ndarray  # (episodes, m) undiscounted sums
+    episode_lengths: list[int]
+
+
+class NonFiniteError(RuntimeError):
+    """The environment produced NaN or inf; carries where, for the audit record."""
+
+
+def check_finite(x: np.ndarray, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(x)):
+        raise NonFiniteError(f"environment returned a non-finite {what}")
+    return x
+
+
+def read_costs(info: dict[str, Any], done: np.ndarray, cost_keys: list[str]) -> np.ndarray:
+    """Per-copy costs (N, m) of one vector step; finished copies' costs come from final_info.
+
+    A cost the env does not report is an error, never a silent zero.
+    """
+    out = np.zeros((len(done), len(cost_keys)))
+    final = info.get("final_info", {})
+    for j, key in enumerate(cost_keys):
+        for source, rows in ((info, ~done), (final, done)):
+            if not rows.any():
+                continue
+            mask = source.get(f"_{key}")
+            if key not in source or (mask is not None and not np.all(mask[rows])):
+                reported = sorted(k for k in {**info, **final} if k.startswith("cost"))
+                raise UserError(f"environment does not report info['{key}'] (needed by a "
+                                f"[[constraints]] entry); it reports: {reported or 'no costs'}")
+            out[rows, j] = np.asarray(source[key], dtype=np.float64)[rows]
+    return check_finite(out, "cost")
+
+
+class RolloutCollector:
+    """Steps a vector env with a policy; episode sums carry over between batches."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, cost_keys: list[str], seed: int) -> None:
+        self.envs = envs
+        self.cost_keys = cost_keys
+        self.action_space = envs.single_action_space
+        obs, _ = envs.reset(seed=seed)
+        self.raw_obs = check_finite(np.asarray(obs, dtype=np.float64), "initial observation")
+        n = envs.num_envs
+        self.ep_return = np.zeros(n)
+        self.ep_cost = np.zeros((n, len(cost_keys)))
+        self.ep_len = np.zeros(n, dtype=np.int64)
+
+    @torch.no_grad()
+    def collect(self, policy: Policy, normalizer: ObsNormalizer, steps_per_env: int) -> Rollout:
+        n = self.envs.num_envs
+        m = len(self.cost_keys)
+        obs_buf, next_buf, act_buf, logp_buf = [], [], [], []
+        rew_buf = np.zeros((steps_per_env, n))
+        cost_buf = np.zeros((steps_per_env, n, m))
+        term_buf = np.zeros((steps_per_env, n), dtype=bool)
+        done_buf = np.zeros((steps_per_env, n), dtype=bool)
+        ep_returns: list[float] = []
+        ep_costs: list[np.ndarray] = []
+        ep_lens: list[int] = []
+        for t in range(steps_per_env):
+            normalizer.update(self.raw_obs)
+            obs = normalizer(self.raw_obs)
+            dist = policy.distribution(torch.from_numpy(obs))
+            action = dist.sample()
+            logp_buf.append(policy.log_prob(dist, action).numpy())
+            action_np = action.numpy()
+            next_raw, reward, terminated, truncated, info = self.envs.step(
+                clip_action(action_np, self.action_space))
+            done = np.logical_or(terminated, truncated)
+            reward = check_finite(np.asarray(reward, dtype=np.float64), "reward")
+            costs = read_costs(info, done, self.cost_keys) if m else cost_buf[t]
+            next_raw = check_finite(np.asarray(next_raw, dtype=np.float64), "observation")
+            final_raw = next_raw
+            if done.any():
+                final_raw = next_raw.copy()
+                final_obs = info["final_obs"]
+                for i in np.flatnonzero(done):
+                    final_raw[i] = final_obs[i]
+                check_finite(final_raw, "final observation")
+            obs_buf.append(obs)
+            act_buf.append(action_np)
+            next_buf.append(normalizer(final_raw))
+            rew_buf[t], cost_buf[t], term_buf[t], done_buf[t] = reward, costs, terminated, done
+            self.ep_return += reward
+            self.ep_cost += costs
+            self.ep_len += 1
+            for i in np.flatnonzero(done):
+                ep_returns.append(float(self.ep_return[i]))
+                ep_costs.append(self.ep_cost[i].copy())
+                ep_lens.append(int(self.ep_len[i]))
+            self.ep_return[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
+            self.raw_obs = next_raw
+        return Rollout(
+            obs=np.stack(obs_buf), actions=np.stack(act_buf).astype(
+                np.float32 if act_buf[0].dtype.kind == "f" else np.int64),
+            log_probs=np.stack(logp_buf), rewards=rew_buf, costs=cost_buf, terminated=term_buf,
+            done=done_buf, next_obs=np.stack(next_buf), episode_returns=ep_returns,
+            episode_costs=np.array(ep_costs).reshape(len(ep_costs), m),
+            episode_lengths=ep_lens)
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
+        terminated: np.ndarray, done: np.ndarray, gamma: float, lam: float
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over (T, N) arrays; returns (advantages, returns).
+
+    ``next_values[t]`` is V of the observation after step t: the final observation where the
+    episode ended there. A terminated step does not bootstrap (its next value is multiplied by
+    0); a truncated one does (time ran out, the state still had a future). The recursion stops at
+    every episode end (``done``), so advantages never leak across episodes.
+    """
+    not_terminal = 1.0 - terminated.astype(np.float64)
+    not_done = 1.0 - done.astype(np.float64)
+    deltas = rewards + gamma * not_terminal * next_values - values
+    adv = np.zeros_like(deltas)
+    running = np.zeros(deltas.shape[1:])
+    for t in range(len(deltas) - 1, -1, -1):
+        running = deltas[t] + gamma * lam * not_done[t] * running
+        adv[t] = running
+    return adv, adv + values

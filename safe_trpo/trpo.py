@@ -1,0 +1,165 @@
+"""The TRPO step: natural gradient by conjugate gradient on Fisher-vector products, step size
+from the KL bound, and a backtracking line search on the measured KL.
+
+Pure functions of (policy, batch, config); no I/O. With g the gradient of the surrogate
+L(theta) = mean(pi_theta(a|s) / pi_old(a|s) * A) and H the Hessian of the mean KL(old || theta)
+at theta_old (the Fisher matrix), the step is theta_old + beta * s with s = H^-1 g (by CG) and
+beta = sqrt(2 delta / s^T H s), the largest step whose quadratic KL model equals delta. The line
+search shrinks beta until the KL measured over the whole batch is <= delta and the surrogate
+improves; if no try passes, the parameters are restored exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from safe_trpo.networks import Policy
+
+
+class PolicyBatch:
+    """What a policy step needs: flattened samples and the old policy's distribution."""
+
+    def __init__(self, policy: Policy, obs: torch.Tensor, actions: torch.Tensor,
+                 old_log_probs: torch.Tensor) -> None:
+        self.obs = obs
+        self.actions = actions
+        self.old_log_probs = old_log_probs
+        with torch.no_grad():
+            self.old_dist: Distribution = policy.detach(policy.distribution(obs))
+
+
+def flat_params(module: nn.Module) -> torch.Tensor:
+    return torch.cat([p.data.reshape(-1) for p in module.parameters()])
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    offset = 0
+    for p in module.parameters():
+        n = p.numel()
+        p.data.copy_(flat[offset:offset + n].view_as(p))
+        offset += n
+
+
+def flat_grad(output: torch.Tensor, module: nn.Module, create_graph: bool = False,
+              retain_graph: bool | None = None) -> torch.Tensor:
+    grads = torch.autograd.grad(output, list(module.parameters()), create_graph=create_graph,
+                                retain_graph=retain_graph, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                      for g, p in zip(grads, module.parameters(), strict=True)])
+
+
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
+                       iters: int, residual_tol: float = 1e-10) -> torch.Tensor:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr <= residual_tol:
+            break
+        ap = matvec(p)
+        alpha = rr / (p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """v -> (H + damping I) v, H the Hessian of mean KL(old || theta) at theta = theta_old.
+
+    Double backprop: the KL's gradient is built once with its graph kept, and each product is
+    one more backward pass through it. The KL's gradient is zero at theta_old, but its
+    derivative (the Hessian) is not, which is why the graph is needed.
+    """
+    kl = policy.kl(batch.old_dist, policy.distribution(batch.obs)).mean()
+    grad_kl = flat_grad(kl, policy, create_graph=True)
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        hv = flat_grad(grad_kl @ v, policy, retain_graph=True)
+        return hv + damping * v
+
+    return product
+
+
+def surrogate(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor) -> torch.Tensor:
+    """mean(ratio * A): its gradient at theta_old is the policy gradient."""
+    log_probs = policy.log_prob(policy.distribution(batch.obs), batch.actions)
+    return (torch.exp(log_probs - batch.old_log_probs) * advantages).mean()
+
+
+@torch.no_grad()
+def mean_kl(policy: Policy, batch: PolicyBatch) -> float:
+    """Mean KL(old || current) over the whole batch: the audited figure."""
+    return float(policy.kl(batch.old_dist, policy.distribution(batch.obs)).mean())
+
+
+@dataclass(frozen=True)
+class LineSearchResult:
+    accepted: bool
+    backtracks: int  # tries rejected before the accepted one (all tries if none accepted)
+    step_fraction: float  # fraction of the full step applied (0 if rejected)
+    kl: float  # KL after the applied step (0 if rejected: the old policy is kept)
+    improvement: float  # surrogate improvement of the applied step
+
+
+def line_search(policy: Policy, batch: PolicyBatch, full_step: torch.Tensor,
+                accept: Callable[[float], tuple[bool, float]], iters: int, coeff: float
+                ) -> LineSearchResult:
+    """Try theta_old + coeff^k * full_step for k = 0..iters-1; keep the first accepted.
+
+    ``accept(kl)`` is evaluated with the trial parameters in place and returns
+    (accepted, surrogate improvement). On failure the old parameters are copied back, so the
+    policy is bit-for-bit what it was.
+    """
+    old = flat_params(policy).clone()
+    for k in range(iters):
+        fraction = coeff**k
+        set_flat_params(policy, old + fraction * full_step)
+        kl = mean_kl(policy, batch)
+        ok, improvement = accept(kl)
+        if ok:
+            return LineSearchResult(True, k, fraction, kl, improvement)
+    set_flat_params(policy, old)
+    return LineSearchResult(False, iters, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class TrpoStepResult:
+    search: LineSearchResult
+    expected_improvement: float  # g^T (full step): first-order prediction
+    grad_norm: float
+
+
+def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, target_kl: float,
+              cg_iters: int, cg_damping: float, backtrack_iters: int, backtrack_coeff: float
+              ) -> TrpoStepResult:
+    """One TRPO update of ``policy`` in place; see the module docstring for the math."""
+    loss_old = surrogate(policy, batch, advantages)
+    g = flat_grad(loss_old, policy)
+    loss_old = float(loss_old.detach())
+    fvp = fisher_vector_product(policy, batch, cg_damping)
+    direction = conjugate_gradient(fvp, g, cg_iters)
+    shs = float(direction @ fvp(direction))
+    if not (shs > 0 and torch.isfinite(direction).all()):
+        # g = 0 or a numerically broken direction: no step is the only safe step.
+        none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)
+        return TrpoStepResult(none, 0.0, float(g.norm()))
+    full_step = (2 * target_kl / shs) ** 0.5 * direction
+
+    def accept(kl: float) -> tuple[bool, float]:
+        with torch.no_grad():
+            improvement = float(surrogate(policy, batch, advantages)) - loss_old
+        return kl <= target_kl and improvement > 0, improvement
+
+    search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
+    return TrpoStepResult(search, float(g @ full_step), float(g.norm()))
