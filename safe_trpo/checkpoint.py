@@ -71,7 +71,7 @@ def new_state(scenario: Scenario, obs_space: spaces.Space, action_space: spaces.
     obs_dim = obs_space.shape[0]
     critics = nn.ModuleList(ValueNet(obs_dim, a.hidden_sizes, a.activation)
                             for _ in range(1 + len(scenario.constraints)))
-    optim = torch.optim.Adam(critics.parameters(), lr=a.critic_lr)
+    optim = torch.optim.Adam(critics.parameters(), lr=a.critic_lr, fused=True)
     m = len(scenario.constraints)
     nu = np.full(m, a.lagrange_init if a.name == "trpo-lag" else 0.0)
     return TrainState(policy, critics, optim, ObsNormalizer(obs_dim, a.normalize_obs), nu,

@@ -61,7 +61,7 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
     s = (b @ hinv_b.T).double().numpy()
     s = 0.5 * (s + s.T)  # CG solves are approximate; the solver expects a symmetric S
     solution = solve_step(q, r, s, np.asarray(margins, dtype=np.float64), target_kl)
-    beta = torch.as_tensor(solution.beta, dtype=g.dtype)
+    beta = torch.tensor(np.array(solution.beta, dtype=np.float64), dtype=g.dtype)
     full_step = solution.alpha * hinv_g + beta @ hinv_b
     predicted = (b @ full_step).double().numpy()
     if solution.case == "failed" or not torch.isfinite(full_step).all() or \

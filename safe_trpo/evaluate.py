@@ -60,7 +60,7 @@ def run_episodes(envs: gym.vector.VectorEnv, controller: Controller, episodes: i
         ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
         if done.any():
             controller.reset(done)
-    return Episodes(np.array(returns), np.array(costs).reshape(-1, len(cost_keys)),
+    return Episodes(np.array(returns), np.array(costs).reshape(len(returns), len(cost_keys)),
                     np.array(lengths))
 
 

@@ -17,6 +17,14 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
+# Argument validation re-checks every distribution's parameters on construction: a large share
+# of the per-step cost of acting with small networks. Our parameters are finite by construction
+# (the trainer reverts any step that makes them non-finite), so it only costs time.
+Distribution.set_default_validate_args(False)
+
+
+_HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
+
 
 def mlp(sizes: list[int], activation: str, out_gain: float = 1.0) -> nn.Sequential:
     act = {"tanh": nn.Tanh, "relu": nn.ReLU}[activation]
@@ -56,6 +64,17 @@ class GaussianPolicy(nn.Module):
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean_net(obs)
 
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, log-prob) without building a Distribution: the rollout's hot path.
+
+        Same draw and density as ``distribution(obs)``: a = mu + sigma * eps, and
+        log N(a; mu, sigma) = -eps^2 / 2 - log sigma - log(2 pi) / 2, summed over dimensions.
+        """
+        mean = self.mean_net(obs)
+        eps = torch.randn_like(mean)
+        log_prob = (-0.5 * eps.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
+        return mean + self.log_std.exp() * eps, log_prob
+
     @staticmethod
     def detach(dist: Distribution) -> Distribution:
         return Normal(dist.loc.detach(), dist.scale.detach())
@@ -80,12 +99,22 @@ class CategoricalPolicy(nn.Module):
     def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
         return self.logits_net(obs).argmax(-1)
 
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.distribution(obs)
+        action = dist.sample()
+        return action, dist.log_prob(action)
+
     @staticmethod
     def detach(dist: Distribution) -> Distribution:
         return Categorical(logits=dist.logits.detach())
 
 
 Policy = GaussianPolicy | CategoricalPolicy
+
+
+def first_linear(module: nn.Module) -> nn.Linear:
+    """The layer that reads the normalised observation."""
+    return next(m for m in module.modules() if isinstance(m, nn.Linear))
 
 
 def make_policy(obs_space: spaces.Space, action_space: spaces.Space, hidden: list[int],
@@ -121,7 +150,9 @@ class ObsNormalizer(nn.Module):
     """Running mean/variance of observations (parallel Welford update), saved with the model.
 
     Normalised observations are clipped to +-``clip`` so one outlier cannot saturate the network.
-    Buffers are float64 so millions of updates do not drift.
+    Buffers are float64 so millions of updates do not drift. During the first rollout of a run
+    (a fresh, untrained policy) the statistics follow every step; afterwards they change once
+    per rollout, through ``update_preserving``.
     """
 
     def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0) -> None:
@@ -143,6 +174,26 @@ class ObsNormalizer(nn.Module):
         m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
         self.var.copy_(m2 / total)
         self.count.copy_(total)
+
+    def update_preserving(self, batch: np.ndarray, first_layers: list[nn.Linear]) -> None:
+        """Update the statistics and rescale each network's first layer so that its output as
+        a function of the RAW observation is unchanged (up to the +-clip bound).
+
+        Without this, drifting statistics would change the policy between updates, outside
+        the trust region the audited KL measures. With z = (x - m) / s and a first layer
+        W z + b, the new statistics (m', s') keep W z + b if W' = W * s' / s (per input
+        column) and b' = b + W (m' - m) / s.
+        """
+        if not self.enabled:
+            return
+        old_mean, old_std = self.mean.clone(), (self.var + 1e-8).sqrt()
+        self.update(batch)
+        new_std = (self.var + 1e-8).sqrt()
+        with torch.no_grad():
+            for layer in first_layers:
+                w = layer.weight.double()
+                layer.bias += (w @ ((self.mean - old_mean) / old_std)).to(layer.bias.dtype)
+                layer.weight.copy_((w * (new_std / old_std)).to(layer.weight.dtype))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:  # type: ignore[override]
         obs = np.asarray(obs, dtype=np.float64)

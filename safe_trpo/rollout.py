@@ -36,6 +36,7 @@ class Rollout(NamedTuple):
     episode_returns: list[float]  # undiscounted, episodes finished in this batch
     episode_costs: np.ndarray  # (episodes, m) undiscounted sums
     episode_lengths: list[int]
+    raw_obs: np.ndarray  # (T, N, obs_dim) as the env returned them, for the normaliser
 
 
 class NonFiniteError(RuntimeError):
@@ -83,10 +84,14 @@ class RolloutCollector:
         self.ep_len = np.zeros(n, dtype=np.int64)
 
     @torch.no_grad()
-    def collect(self, policy: Policy, normalizer: ObsNormalizer, steps_per_env: int) -> Rollout:
+    def collect(self, policy: Policy, normalizer: ObsNormalizer, steps_per_env: int,
+                update_stats_per_step: bool = False) -> Rollout:
+        """Run ``steps_per_env`` vector steps. The normaliser's statistics only change here
+        when ``update_stats_per_step`` (a fresh run's first rollout); otherwise the caller
+        updates them from ``Rollout.raw_obs`` once the update is done."""
         n = self.envs.num_envs
         m = len(self.cost_keys)
-        obs_buf, next_buf, act_buf, logp_buf = [], [], [], []
+        obs_buf, next_buf, act_buf, logp_buf, raw_buf = [], [], [], [], []
         rew_buf = np.zeros((steps_per_env, n))
         cost_buf = np.zeros((steps_per_env, n, m))
         term_buf = np.zeros((steps_per_env, n), dtype=bool)
@@ -95,11 +100,12 @@ class RolloutCollector:
         ep_costs: list[np.ndarray] = []
         ep_lens: list[int] = []
         for t in range(steps_per_env):
-            normalizer.update(self.raw_obs)
+            if update_stats_per_step:
+                normalizer.update(self.raw_obs)
+            raw_buf.append(self.raw_obs)
             obs = normalizer(self.raw_obs)
-            dist = policy.distribution(torch.from_numpy(obs))
-            action = dist.sample()
-            logp_buf.append(policy.log_prob(dist, action).numpy())
+            action, log_prob = policy.sample(torch.from_numpy(obs))
+            logp_buf.append(log_prob.numpy())
             action_np = action.numpy()
             next_raw, reward, terminated, truncated, info = self.envs.step(
                 clip_action(action_np, self.action_space))
@@ -133,7 +139,7 @@ class RolloutCollector:
             log_probs=np.stack(logp_buf), rewards=rew_buf, costs=cost_buf, terminated=term_buf,
             done=done_buf, next_obs=np.stack(next_buf), episode_returns=ep_returns,
             episode_costs=np.array(ep_costs).reshape(len(ep_costs), m),
-            episode_lengths=ep_lens)
+            episode_lengths=ep_lens, raw_obs=np.stack(raw_buf))
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,

@@ -28,6 +28,7 @@ from safe_trpo.config import Scenario, data_file_hashes, scenario_from_dict, sce
 from safe_trpo.errors import UserError
 from safe_trpo.learn import learn
 from safe_trpo.make_env import make_vector_env
+from safe_trpo.networks import first_linear
 from safe_trpo.rollout import NonFiniteError, RolloutCollector
 
 # Resumed runs re-seed their environments (env states are not checkpointable in general);
@@ -160,9 +161,15 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
             state.horizon = float(envs.spec.max_episode_steps)
         while state.update < planned:
             started = time.perf_counter()
-            rollout = collector.collect(state.policy, state.normalizer, steps_per_env)
+            first = state.update == 0
+            rollout = collector.collect(state.policy, state.normalizer, steps_per_env,
+                                        update_stats_per_step=first)
             state.env_steps += steps_per_env * envs.num_envs
             row = learn(scenario, state, rollout)
+            if not first:
+                state.normalizer.update_preserving(
+                    rollout.raw_obs.reshape(-1, rollout.raw_obs.shape[-1]),
+                    [first_linear(state.policy), *map(first_linear, state.critics)])
             nan_event = row.pop("nan_event", None)
             if nan_event:
                 audit.append("nan_detected", where="policy", update=state.update,

@@ -164,3 +164,35 @@ def test_set_flat_params_round_trip() -> None:
     flat = flat_params(policy).clone()
     set_flat_params(policy, flat * 2)
     torch.testing.assert_close(flat_params(policy), flat * 2)
+
+
+def test_normaliser_update_preserves_the_policy_and_critic_functions() -> None:
+    from safe_trpo.networks import ObsNormalizer, ValueNet, first_linear
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    policy = make_policy(spaces.Box(-1, 1, shape=(3,)), spaces.Box(-1, 1, shape=(2,)), [8],
+                         "tanh", 0.0)
+    critic = ValueNet(3, [8], "tanh")
+    norm = ObsNormalizer(3)
+    norm.update(rng.normal(0, 1, size=(50, 3)))
+    raw = rng.normal([5.0, -2.0, 0.3], [3.0, 0.5, 2.0], size=(20, 3))
+    with torch.no_grad():
+        mean_before = policy.deterministic(torch.from_numpy(norm(raw))).clone()
+        value_before = critic(torch.from_numpy(norm(raw))).clone()
+    norm.update_preserving(raw, [first_linear(policy), first_linear(critic)])
+    assert norm.mean.numpy()[0] > 0.5  # the statistics did move
+    with torch.no_grad():
+        torch.testing.assert_close(policy.deterministic(torch.from_numpy(norm(raw))),
+                                   mean_before, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(critic(torch.from_numpy(norm(raw))), value_before,
+                                   rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_fast_sampling_log_prob_equals_the_distribution(discrete: bool) -> None:
+    policy, batch = _tiny_batch(discrete)
+    with torch.no_grad():
+        actions, log_probs = policy.sample(batch.obs)
+        expected = policy.log_prob(policy.distribution(batch.obs), actions)
+    torch.testing.assert_close(log_probs, expected, rtol=1e-10, atol=1e-10)
