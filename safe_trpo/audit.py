@@ -13,6 +13,7 @@ lines carrying their relative path and SHA-256, so ``verify_run`` can check them
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -84,7 +85,8 @@ class AuditLog:
         self.cut_tail: dict[str, Any] | None = None
         if self.path.exists():
             self._continue_existing()
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open)
+        self._file = open(self.path, "ab")  # noqa: SIM115 (held open for the run)
+        self._size = os.fstat(self._file.fileno()).st_size
 
     def _continue_existing(self) -> None:
         data = self.path.read_bytes()
@@ -105,17 +107,38 @@ class AuditLog:
         self.head_hash = verdict.head_hash
 
     def append(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Write one line, flushed and fsync'ed before returning; returns the written object."""
-        obj = to_jsonable(dict(fields))
-        obj.update({"seq": self.next_seq, "type": type_, "prev_hash": self.head_hash})
-        obj.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        obj["hash"] = line_hash(obj)
-        self._file.write(canonical_json(obj) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self.next_seq += 1
-        self.head_hash = obj["hash"]
-        return obj
+        """Write one line, flushed and fsync'ed before returning; returns the written object.
+
+        An exclusive lock serialises writers (training, evaluation and a reviewer's sign-off may
+        append to the same run); if another writer appended since our last line, the chain head
+        is re-read first so the new line links to the true head.
+        """
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        try:
+            if os.fstat(self._file.fileno()).st_size != self._size:
+                self._resync()
+            obj = to_jsonable(dict(fields))
+            obj.update({"seq": self.next_seq, "type": type_, "prev_hash": self.head_hash})
+            obj.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            obj["hash"] = line_hash(obj)
+            data = (canonical_json(obj) + "\n").encode("utf-8")
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._size += len(data)
+            self.next_seq += 1
+            self.head_hash = obj["hash"]
+            return obj
+        finally:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+
+    def _resync(self) -> None:
+        verdict = verify_chain_bytes(self.path.read_bytes())
+        if not verdict.ok:
+            raise UserError(f"{self.path}: another writer left the chain {verdict.status}: "
+                            f"{verdict.message}")
+        self.next_seq, self.head_hash, self._size = (verdict.n_lines, verdict.head_hash,
+                                                     verdict.valid_bytes)
 
     def append_file(self, run_dir: Path, path: Path, role: str) -> dict[str, Any]:
         """Bind a file of the run (checkpoint, report) into the chain by its hash."""

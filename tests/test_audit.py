@@ -122,3 +122,18 @@ def test_nan_is_never_written_as_invalid_json(tmp_path: Path) -> None:
         log.append("update", kl=float("nan"), values=[1.0, float("inf")])
     obj = json.loads((tmp_path / AUDIT_FILE).read_text())
     assert obj["kl"] is None and obj["values"] == [1.0, None]
+
+
+def test_two_writers_keep_one_valid_chain(tmp_path: Path) -> None:
+    # Training and a reviewer's sign-off may hold the same log open at once.
+    first = AuditLog(tmp_path)
+    first.append("run_started")
+    second = AuditLog(tmp_path)
+    second.append("signoff", reviewer="a")
+    first.append("update", update=0)  # must link to the sign-off, not to its own last line
+    second.append("evaluation")
+    first.close()
+    second.close()
+    verdict = verify_run(tmp_path)
+    assert verdict.ok and [ln["type"] for ln in verdict.chain.lines] == [
+        "run_started", "signoff", "update", "evaluation"]
