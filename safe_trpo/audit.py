@@ -244,10 +244,18 @@ def verify_run(run_dir: Path) -> RunVerdict:
         raise UserError(f"{run_dir}: not a run folder (no {AUDIT_FILE})")
     chain = verify_chain_bytes(path.read_bytes())
     latest: dict[str, dict[str, Any]] = {}
-    for line in chain.lines:
-        if line.get("type") == "file":
-            latest[line["path"]] = line
     problems = []
+    root = run_dir.resolve()
+    for line in chain.lines:
+        if line.get("type") != "file":
+            continue
+        rel = line.get("path")
+        if not isinstance(rel, str) or not isinstance(line.get("sha256"), str) \
+                or not (root / rel).resolve().is_relative_to(root):
+            problems.append(f"line seq {line['seq']}: file record without a path inside the "
+                            f"run folder and a sha256")
+            continue
+        latest[rel] = line
     for rel, line in latest.items():
         target = run_dir / rel
         if not target.is_file():

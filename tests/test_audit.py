@@ -137,3 +137,13 @@ def test_two_writers_keep_one_valid_chain(tmp_path: Path) -> None:
     verdict = verify_run(tmp_path)
     assert verdict.ok and [ln["type"] for ln in verdict.chain.lines] == [
         "run_started", "signoff", "update", "evaluation"]
+
+
+@pytest.mark.parametrize("fields", [{}, {"path": 3, "sha256": "x"},
+                                    {"path": "../outside.txt", "sha256": "0" * 64},
+                                    {"path": "/etc/passwd", "sha256": "0" * 64}])
+def test_malformed_file_records_are_problems_not_crashes(tmp_path: Path, fields: dict) -> None:
+    with AuditLog(tmp_path) as log:
+        log.append("file", **fields)
+    verdict = verify_run(tmp_path)
+    assert not verdict.ok and "line seq 0: file record" in verdict.summary

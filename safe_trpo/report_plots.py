@@ -1,0 +1,362 @@
+"""The training record for the HTML report: update lines as columns, summaries, and figures.
+
+Everything here is pure data (no HTML): ``report.py`` lays it out. Figures come back as PNG data
+URIs.
+
+Figures are PNGs: their size depends on their pixels, not on the number of updates, which keeps
+a report around 1 MB however long the run (benchmarks/bench_report.py). A line of 10,000 raw
+points is a solid smear at that width, so every series is first reduced to at most ``MAX_POINTS``
+buckets. A bucket keeps its minimum, maximum and mean: the figure draws the mean as a line and the
+min-max span as a band, so a single violating update still reaches the band's edge and is never
+averaged away. Violation markers are thinned the same way, keeping the worst point of each bucket.
+
+Matplotlib is used through ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot), so no
+global figure state leaks between calls, e.g. from the review app.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+# Buckets per line: about one per horizontal pixel of the plot area; more would not be visible.
+MAX_POINTS = 1000
+# 9 x 3 inches at 110 dpi: ~990 px wide, sharp at A4 width (~7 in of content -> ~140 dpi printed).
+FIG_SIZE = (9.0, 3.0)
+DPI = 110
+VIOLATION_COLOR = "#c62828"
+LIMIT_COLOR = "#c62828"
+FAIL_COLOR = "#ef6c00"
+RESUME_COLOR = "#616161"
+
+
+def num(value: Any) -> float:
+    """A finite float from a log value, else NaN (missing, null, bool, text, non-finite)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return math.nan
+    return float(value) if math.isfinite(value) else math.nan
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A series reduced to buckets. ``size`` is updates per bucket (1: the raw series)."""
+
+    x: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    mean: np.ndarray
+    size: int
+
+
+def envelope(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> Envelope:
+    """Reduce ``y`` (NaN = no value) over consecutive buckets to at most ``max_points`` points.
+
+    x: the update index of each value (the bucket takes its first one). max_points: at least 1.
+    A bucket with no finite value gives NaN, which the figure draws as a gap.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    if n <= max_points:
+        return Envelope(x, y, y, y, 1)
+    size = math.ceil(n / max_points)
+    pad = (-n) % size
+    yb = np.concatenate([y, np.full(pad, np.nan)]).reshape(-1, size)
+    ok = np.isfinite(yb)
+    count = ok.sum(axis=1)
+    # Computed with masks rather than np.nanmin so that all-NaN buckets give NaN without warnings.
+    lo = np.where(ok, yb, np.inf).min(axis=1)
+    hi = np.where(ok, yb, -np.inf).max(axis=1)
+    total = np.where(ok, yb, 0.0).sum(axis=1)
+    empty = count == 0
+    lo[empty] = hi[empty] = np.nan
+    mean = np.divide(total, count, out=np.full(len(count), np.nan), where=~empty)
+    return Envelope(x[::size], lo, hi, mean, size)
+
+
+def thin_marks(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` of the points (x, y), keeping the highest y of each bucket."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(x) <= max_points:
+        return x, y
+    size = math.ceil(len(x) / max_points)
+    keep = [start + int(np.nanargmax(y[start:start + size])) if np.isfinite(
+        y[start:start + size]).any() else start for start in range(0, len(x), size)]
+    return x[keep], y[keep]
+
+
+@dataclass(frozen=True)
+class Line:
+    """One series to draw: ``x`` update indices, ``y`` values (NaN = gap)."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Points to flag (violations, failed line searches)."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    color: str = VIOLATION_COLOR
+    marker: str = "x"
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """Everything one figure shows. ``refs`` are limits/targets, drawn dashed."""
+
+    title: str
+    ylabel: str
+    data: tuple[Line, ...] = ()
+    refs: tuple[Line, ...] = ()
+    marks: tuple[Marks, ...] = ()
+    resumes: tuple[float, ...] = ()  # update indices where a resumed run continued
+
+
+def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
+    """Draw ``spec``; returns (PNG data URI, largest bucket size used)."""
+    fig = Figure(figsize=FIG_SIZE, dpi=DPI)
+    ax = fig.subplots()
+    bucket = 1
+    for line in spec.data:
+        env = envelope(line.x, line.y, max_points)
+        bucket = max(bucket, env.size)
+        (drawn,) = ax.plot(env.x, env.mean, lw=1.0, label=line.label)
+        if env.size > 1:
+            ax.fill_between(env.x, env.lo, env.hi, color=drawn.get_color(), alpha=0.25, lw=0)
+    for ref in spec.refs:
+        env = envelope(ref.x, ref.y, max_points)
+        ax.plot(env.x, env.hi, ls="--", lw=1.2, color=LIMIT_COLOR, label=ref.label)
+    for mark in spec.marks:
+        if len(mark.x):
+            mx, my = thin_marks(mark.x, mark.y, max_points)
+            ax.plot(mx, my, ls="none", marker=mark.marker, ms=5, color=mark.color,
+                    label=f"{mark.label} ({len(mark.x)})")
+    for i, at in enumerate(spec.resumes):
+        ax.axvline(at, color=RESUME_COLOR, ls=":", lw=1.0, label="resumed" if i == 0 else None)
+    ax.set_title(spec.title, fontsize=10, loc="left")
+    ax.set_xlabel("update", fontsize=9)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "update 0.25" on short runs
+    ax.set_ylabel(spec.ylabel, fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    # No "Software" metadata: keeps the file free of any URL and a few bytes smaller.
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), bucket
+
+
+@dataclass(frozen=True)
+class UpdateTable:
+    """The ``update`` lines as columns (NaN where a value is missing or null), in log order.
+
+    ``segment`` counts ``resumed`` lines seen before each update, so lines from before and after a
+    resume are not joined in a figure. ``cons`` maps a constraint name to its columns:
+    ep_cost, limit, violated (the recorded flag, 1/0/NaN), over (ep_cost > limit recomputed from
+    the row, to catch a flag that disagrees with its own numbers), nu.
+    """
+
+    update: np.ndarray
+    kl: np.ndarray
+    target_kl: np.ndarray
+    ret: np.ndarray
+    accepted: np.ndarray
+    backtracks: np.ndarray
+    cpo_lambda: np.ndarray
+    segment: np.ndarray
+    cons: dict[str, dict[str, np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.update)
+
+
+def update_table(lines: list[dict[str, Any]], names: list[str]) -> UpdateTable:
+    """Columns of the ``update`` lines; ``names`` fixes constraint order (more are appended)."""
+    rows = []
+    segment = 0
+    for line in lines:
+        if line.get("type") == "resumed":
+            segment += 1
+        elif line.get("type") == "update":
+            rows.append((line, segment))
+    names = list(dict.fromkeys(names))
+    for line, _ in rows:
+        for c in constraint_rows(line):
+            if str(c.get("name")) not in names:
+                names.append(str(c.get("name")))
+    cols: dict[str, list[float]] = {k: [] for k in (
+        "update", "kl", "target_kl", "ret", "accepted", "backtracks", "cpo_lambda", "segment")}
+    cons = {n: {k: [] for k in ("ep_cost", "limit", "violated", "over", "nu")} for n in names}
+    for i, (line, seg) in enumerate(rows):
+        upd = num(line.get("update"))
+        cols["update"].append(i if math.isnan(upd) else upd)
+        cols["kl"].append(num(line.get("kl")))
+        cols["target_kl"].append(num(line.get("target_kl")))
+        cols["ret"].append(num(line.get("return_mean")))
+        acc = line.get("accepted")
+        cols["accepted"].append(float(acc) if isinstance(acc, bool) else math.nan)
+        cols["backtracks"].append(num(line.get("backtracks")))
+        cpo = line.get("cpo") if isinstance(line.get("cpo"), dict) else {}
+        cols["cpo_lambda"].append(num(cpo.get("lambda")))
+        cols["segment"].append(seg)
+        by_name = {str(c.get("name")): c for c in constraint_rows(line)}
+        for n in names:
+            c = by_name.get(n, {})
+            cons[n]["ep_cost"].append(num(c.get("ep_cost")))
+            cons[n]["limit"].append(num(c.get("limit")))
+            cons[n]["violated"].append(violated(c))
+            cons[n]["over"].append(violated({k: v for k, v in c.items() if k != "violated"}))
+            cons[n]["nu"].append(num(c.get("nu")))
+    arrays = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
+    return UpdateTable(**arrays, cons={n: {k: np.asarray(v, dtype=float) for k, v in d.items()}
+                                       for n, d in cons.items()})
+
+
+def constraint_rows(line: dict[str, Any]) -> list[dict[str, Any]]:
+    """The well-formed entries of a line's ``constraints`` list (none if it is not a list)."""
+    rows = line.get("constraints")
+    return [c for c in rows if isinstance(c, dict)] if isinstance(rows, list) else []
+
+
+def violated(c: dict[str, Any]) -> float:
+    """1.0 if the row says violated (or, with no such field, ep_cost > limit), 0.0, NaN unknown."""
+    flag = c.get("violated")
+    if isinstance(flag, bool):
+        return float(flag)
+    cost, limit = num(c.get("ep_cost")), num(c.get("limit"))
+    return math.nan if math.isnan(cost) or math.isnan(limit) else float(cost > limit)
+
+
+def _broken(t: UpdateTable, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) with a NaN inserted wherever a resume starts a new segment, so no line joins them."""
+    cuts = np.flatnonzero(np.diff(t.segment) != 0) + 1
+    return np.insert(t.update, cuts, np.nan), np.insert(y, cuts, np.nan)
+
+
+def _line(t: UpdateTable, label: str, y: np.ndarray) -> Line:
+    x, yy = _broken(t, y)
+    return Line(label, x, yy)
+
+
+def training_plots(t: UpdateTable, resumes: tuple[float, ...]) -> list[PlotSpec]:
+    """The figures of the Training section, in reading order (nothing if there are no updates)."""
+    if len(t) == 0:
+        return []
+    failed = t.accepted == 0
+    specs = [PlotSpec("KL divergence per update vs target", "KL(old || new)",
+                      data=(_line(t, "KL", t.kl),), refs=(_line(t, "target_kl", t.target_kl),),
+                      marks=(Marks("line search failed", t.update[failed], t.kl[failed],
+                                   FAIL_COLOR, "v"),), resumes=resumes)]
+    if np.isfinite(t.ret).any():
+        specs.append(PlotSpec("Mean episode return per update", "return",
+                              data=(_line(t, "return_mean", t.ret),), resumes=resumes))
+    for name, c in t.cons.items():
+        bad = c["violated"] == 1
+        specs.append(PlotSpec(
+            f"Constraint '{name}': mean episode cost per update vs limit", "episode cost",
+            data=(_line(t, "ep_cost", c["ep_cost"]),), refs=(_line(t, "limit", c["limit"]),),
+            marks=(Marks("violated", t.update[bad], c["ep_cost"][bad]),), resumes=resumes))
+    duals = tuple(_line(t, f"nu[{n}]", c["nu"]) for n, c in t.cons.items()
+                  if np.isfinite(c["nu"]).any())
+    if np.isfinite(t.cpo_lambda).any():
+        duals += (_line(t, "CPO lambda", t.cpo_lambda),)
+    if duals:
+        specs.append(PlotSpec("Dual variables per update", "value", data=duals, resumes=resumes))
+    specs.append(PlotSpec("Line search: backtracking steps per update", "backtracks",
+                          data=(_line(t, "backtracks", t.backtracks),),
+                          marks=(Marks("line search failed", t.update[failed],
+                                       t.backtracks[failed], FAIL_COLOR, "v"),),
+                          resumes=resumes))
+    return specs
+
+
+CPO_CASES = ("feasible", "recovery", "unconstrained", "failed")
+
+
+def constraint_summary(t: UpdateTable) -> tuple[list[str], list[list[Any]], list[bool]]:
+    """(headers, one row per constraint, whether the row needs attention)."""
+    headers = ["Constraint", "Limit", "Updates with cost", "Updates w/o finished episode",
+               "Updates violated", "First violated", "Last violated", "Worst ep cost",
+               "at update", "Flag disagrees with cost", "Latest nu"]
+    rows, attention = [], []
+    for name, c in t.cons.items():
+        bad = np.flatnonzero(c["violated"] == 1)
+        known = np.isfinite(c["ep_cost"])
+        worst = int(np.nanargmax(c["ep_cost"])) if known.any() else None
+        disagree = int(np.sum(np.isfinite(c["violated"]) & np.isfinite(c["over"])
+                              & (c["violated"] != c["over"])))
+        limits = c["limit"][np.isfinite(c["limit"])]
+        nus = c["nu"][np.isfinite(c["nu"])]
+        rows.append([name, _last(limits), int(known.sum()), int(len(t) - known.sum()), len(bad),
+                     _at(t.update, bad, 0), _at(t.update, bad, -1),
+                     None if worst is None else float(c["ep_cost"][worst]),
+                     None if worst is None else float(t.update[worst]), disagree, _last(nus)])
+        attention.append(bool(len(bad) or disagree))
+    return headers, rows, attention
+
+
+def _last(values: np.ndarray) -> float | None:
+    return float(values[-1]) if len(values) else None
+
+
+def _at(values: np.ndarray, idx: np.ndarray, pos: int) -> float | None:
+    return float(values[idx[pos]]) if len(idx) else None
+
+
+def line_search_summary(t: UpdateTable) -> list[tuple[str, Any]]:
+    """Key facts of the line search and of KL against its target."""
+    kl, tgt = t.kl, t.target_kl
+    over = np.isfinite(kl) & np.isfinite(tgt) & (tgt > 0) & (kl > tgt)
+    bt = t.backtracks[np.isfinite(t.backtracks)]
+    return [
+        ("Updates", len(t)),
+        ("Line search accepted", int(np.sum(t.accepted == 1))),
+        ("Line search failed (step rejected)", int(np.sum(t.accepted == 0))),
+        ("Backtracks mean / max", f"{bt.mean():.3g} / {bt.max():.0f}" if len(bt) else None),
+        ("Updates with KL above target_kl", int(over.sum())),
+        ("Largest KL / target_kl", float(np.max(kl[over] / tgt[over])) if over.any() else None),
+    ]
+
+
+@dataclass(frozen=True)
+class CpoSummary:
+    """Counts over the CPO records of the update lines (``cases`` lists CPO_CASES first)."""
+
+    updates: int
+    cases: list[tuple[str, int]]
+    solver_status: list[tuple[str, int]]
+    solve_ms: np.ndarray  # finite solve times
+
+
+def cpo_summary(lines: list[dict[str, Any]]) -> CpoSummary | None:
+    """None when no update line is a CPO step."""
+    rows = [ln.get("cpo") for ln in lines if ln.get("type") == "update"
+            and (ln.get("algo") == "cpo" or ln.get("cpo") is not None)]
+    if not rows:
+        return None
+    recs = [r for r in rows if isinstance(r, dict)]
+    cases = Counter(str(r.get("case")) for r in recs)
+    if len(recs) < len(rows):
+        cases["(cpo record missing)"] = len(rows) - len(recs)
+    order = list(CPO_CASES) + sorted(set(cases) - set(CPO_CASES))
+    times = np.array([num(r.get("solve_time_ms")) for r in recs], dtype=float)
+    return CpoSummary(len(rows), [(c, cases.get(c, 0)) for c in order],
+                      Counter(str(r.get("solver_status")) for r in recs).most_common(),
+                      times[np.isfinite(times)])

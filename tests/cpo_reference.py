@@ -1,0 +1,74 @@
+"""Independent references for the CPO solver tests: the primal problems in full dimension.
+
+Each is a direct cvxpy solve with an explicit SPD H, refined by Newton's method on its own KKT
+system: a raw interior-point point is only accurate to about the square root of the solver
+tolerance (~1e-5), too coarse for a 1e-6 comparison. Nothing here uses the Gram subspace, the
+dual or the normalisation of `safe_trpo.cpo`.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cvxpy as cp
+import numpy as np
+
+
+def reference(f, Q, A, a, delta, refine=True):
+    """min f^T z s.t. A z + a <= 0, 1/2 z^T Q z <= delta: cvxpy in full dimension + Newton.
+
+    Returns None when cvxpy finds the problem infeasible, else the refined z (the raw cvxpy z
+    when not `refine`: where the minimiser is not unique and only its value is compared). Newton
+    solves the KKT equations on the active set cvxpy found (the trust region binding); the result
+    is checked (multiplier signs, feasibility, closeness to the raw point) so it cannot pass
+    silently.
+    """
+    z = cp.Variable(f.size)
+    quad = 0.5 * cp.quad_form(z, cp.psd_wrap(Q)) <= delta
+    lin = A @ z + a <= 0
+    problem = cp.Problem(cp.Minimize(f @ z), [quad, lin])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        problem.solve(solver=cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    if problem.status == cp.INFEASIBLE:
+        return None
+    assert problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE), problem.status
+    raw, y = z.value.copy(), np.asarray(lin.dual_value, float)
+    mu = float(np.squeeze(quad.dual_value))
+    if not refine:
+        return raw
+    act = y > 1e-5 * max(mu, y.max(initial=0.0), 1e-12)
+    zz, ya, k = raw.copy(), y[act], int(act.sum())
+    Aa = A[act]
+    for _ in range(30):
+        Qz = Q @ zz
+        F = np.concatenate([f + mu * Qz + Aa.T @ ya, Aa @ zz + a[act], [0.5 * zz @ Qz - delta]])
+        J = np.block([
+            [mu * Q, Aa.T, Qz[:, None]],
+            [Aa, np.zeros((k, k)), np.zeros((k, 1))],
+            [Qz[None, :], np.zeros((1, k)), np.zeros((1, 1))],
+        ])
+        d = np.linalg.lstsq(J, -F, rcond=None)[0]
+        zz, ya, mu = zz + d[: f.size], ya + d[f.size: f.size + k], mu + d[-1]
+        if np.linalg.norm(d) <= 1e-15 * (1 + np.linalg.norm(zz)):
+            break
+    assert mu > 0 and np.all(ya >= -1e-9)
+    assert np.all(A @ zz + a <= 1e-9 * (1 + np.abs(a)))
+    assert np.linalg.norm(zz - raw) <= 1e-3 * np.linalg.norm(raw)
+    return zz
+
+
+def primal(H, g, B, c, delta):
+    """The CPO primal max g^T x s.t. 1/2 x^T H x <= delta, B^T x + c <= 0 (None: infeasible)."""
+    return reference(-g, H, B.T, c, delta)
+
+
+def min_max(H, B, c, delta, refine=True):
+    """The recovery primal: min_x max_i (b_i^T x + c_i) / reach_i s.t. 1/2 x^T H x <= delta."""
+    n, m = B.shape
+    reach = np.sqrt(2 * delta * np.diag(B.T @ np.linalg.solve(H, B)))
+    Q = np.zeros((n + 1, n + 1))
+    Q[:n, :n] = H
+    A = np.hstack([B.T / reach[:, None], -np.ones((m, 1))])
+    z = reference(np.eye(n + 1)[n], Q, A, c / reach, delta, refine)
+    return z[:n], z[n]
