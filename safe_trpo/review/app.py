@@ -26,8 +26,9 @@ import streamlit as st
 
 from safe_trpo.errors import UserError
 from safe_trpo.review import runs, signoff
+from safe_trpo.review.sweeps_page import sweeps_page
 
-PAGES = ("Runs", "Review", "Compare")
+PAGES = ("Runs", "Review", "Compare", "Sweeps")
 RED, GREY, BLUE = "#c62828", "#757575", "#1f77b4"
 # Cell styles by level (text and colour together, so the meaning survives printing in grey).
 CELL_STYLES = {"good": "color: #1b5e20", "warn": "background-color: #fff4e5; color: #8a4b00",
@@ -466,8 +467,10 @@ def main() -> None:
             runs_page(root)
         elif page == "Review":
             review_page(root, run_ids, allowed)
-        else:
+        elif page == "Compare":
             compare_page(root, run_ids)
+        else:
+            sweeps_page(root)
     except UserError as exc:  # e.g. a run folder removed between the scan and the read
         st.error(str(exc))
     address = {"page": page}

@@ -50,17 +50,33 @@ def reports_root(path: Path | str) -> Path:
     return root
 
 
+SWEEPS_DIR = "sweeps"  # <reports>/sweeps/<id>/runs/<job>/<run folder>, made by `safe-trpo sweep`
+
+
 def scan_run_ids(root: Path) -> list[str]:
-    """Names of the run folders directly inside ``root`` (hidden entries and links out skipped)."""
-    ids = []
-    with os.scandir(root) as entries:
+    """Names of the run folders directly inside ``root``, plus the run folders of sweeps as
+    ``sweeps/<id>/runs/<job>/<run>`` (hidden entries and links out skipped)."""
+    ids = [name for name in _subfolders(root, root) if name != SWEEPS_DIR]
+    sweeps = root / SWEEPS_DIR
+    if sweeps.is_dir() and _inside(sweeps, root):
+        for sweep in _subfolders(sweeps, root):
+            jobs = sweeps / sweep / "runs"
+            for job in _subfolders(jobs, root) if jobs.is_dir() else []:
+                for run in _subfolders(jobs / job, root):
+                    ids.append(f"{SWEEPS_DIR}/{sweep}/runs/{job}/{run}")
+    return sorted(ids)
+
+
+def _subfolders(folder: Path, root: Path) -> list[str]:
+    names = []
+    with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_dir():
                 continue
             if entry.is_symlink() and not _inside(Path(entry.path), root):
                 continue
-            ids.append(entry.name)
-    return sorted(ids)
+            names.append(entry.name)
+    return names
 
 
 def _inside(path: Path, root: Path) -> bool:

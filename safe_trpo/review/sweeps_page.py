@@ -1,0 +1,57 @@
+"""The review app's Sweeps page: the same per-configuration summary as ``sweep.html``.
+
+A sweep is chosen from the folders ``find_sweeps`` reports (never from a path in the address),
+and its runs are reviewable on the Review page under ids ``sweeps/<id>/runs/<job>/<run>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from safe_trpo.errors import UserError
+from safe_trpo.sweep_report import (
+    HTML_FILE,
+    find_sweeps,
+    fmt,
+    load_summary,
+    summary_table,
+)
+
+
+def sweeps_page(root: Path) -> None:
+    st.header("Sweeps")
+    sweeps = find_sweeps(root)
+    if not sweeps:
+        st.info(f"No sweeps in `{root}` (run `safe-trpo sweep SCENARIO --seeds 0-4`).")
+        return
+    names = [s.name for s in sweeps]
+    name = st.selectbox("Sweep", names, key="sweep")
+    sweep_dir = sweeps[names.index(name)]
+    try:
+        summary = load_summary(sweep_dir)
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    st.caption(f"Updated {summary.get('updated', '?')}; backend {summary.get('backend', '?')}; "
+               f"seeds {summary.get('seeds')}; settings {summary.get('sets') or 'none'}.")
+    st.caption(summary.get("method", {}).get("text", ""))
+    st.dataframe(pd.DataFrame(summary_table(summary)), hide_index=True, width="stretch")
+    for config in summary.get("configurations", []):
+        with st.expander(f"{config['label']}: runs"):
+            st.dataframe(pd.DataFrame([_run_row(run) for run in config.get("runs", [])]),
+                         hide_index=True, width="stretch")
+    page = sweep_dir / HTML_FILE
+    if page.is_file() and page.resolve().is_relative_to(root):
+        st.download_button("Download sweep.html", page.read_bytes(), file_name=f"{name}.html",
+                           mime="text/html")
+
+
+def _run_row(run: dict) -> dict:
+    costs = "; ".join(f"{k} {fmt(v)}" for k, v in (run.get("final_costs") or {}).items())
+    return {"seed": run.get("seed"), "state": run.get("state"),
+            "verified": run.get("verified"), "final return": fmt(run.get("final_return")),
+            "final episode costs": costs or "n/a", "within limits": run.get("within_limits"),
+            "run": run.get("run_dir") or "", "reason": run.get("reason", "")}
