@@ -1,0 +1,410 @@
+"""Sweeps: scenarios x ``--set`` values x seeds, every combination an independent, audited run.
+
+Layout (all names deterministic, so a re-run finds what an earlier one did)::
+
+    <out>/sweeps/<sweep_id>/            sweep_id = readable prefix + hash of (scenario file
+        sweep.json, sweep.html          contents, seeds, --set values)
+        runs/<config>-s<seed>/          one folder per job: <config> = label slug + digest of
+            attempts.jsonl              the resolved scenario; every attempt logs started/finished
+            <run folder>/               made by ``start_run`` (one per attempt, never deleted)
+
+A job is done when one of its run folders verifies, has finished and says ``completed``; a re-run
+skips done jobs and re-attempts the others in a fresh run folder beside the old ones. Jobs run in
+worker processes, never in the sweep's own: ``local`` uses a spawn process pool on this machine,
+``ray`` the same job function as Ray tasks (``pip install safe-trpo[ray]``). With a Ray cluster
+of several machines, ``--out`` must be on a filesystem all of them share, and safe-trpo must be
+installed on each.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import multiprocessing
+import re
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+from safe_trpo.errors import UserError
+from safe_trpo.sweep_report import (
+    ATTEMPTS_FILE,
+    build_summary,
+    find_done_run,
+    read_attempts,
+    run_folders,
+    summary_text,
+    write_summary,
+)
+
+RESERVED_KEYS = {"run.seed": "--seeds", "run.out_dir": "--out"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of a sweep: a configuration (scenario + overrides) at one seed."""
+
+    scenario: str  # absolute path of the scenario file
+    overrides: tuple[str, ...]  # this configuration's --set assignments, e.g. "algo.target_kl=0.02"
+    seed: int
+    label: str  # readable name of the configuration, e.g. "cstr[target_kl=0.02]"
+    config: str  # folder-safe unique name of the configuration
+    job_dir: str  # absolute; the parent of this job's run folders
+    make_report: bool = True  # write each completed run's report.html
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    sweep_id: str
+    sweep_dir: Path
+    scenarios: tuple[Path, ...]
+    seeds: tuple[int, ...]
+    sets: tuple[tuple[str, tuple[str, ...]], ...]
+    jobs: tuple[Job, ...]
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"``, ``"0,3,7"``, ``"5"``, ``"0-2,8"`` -> seeds in the order given (no repeats)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise UserError(f"--seeds {text!r}: expected non-negative integers and ranges like "
+                            f"0-9 or 0,3,7, got {part.strip()!r}")
+        lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        if hi < lo:
+            raise UserError(f"--seeds {text!r}: range {lo}-{hi} runs backwards")
+        for seed in range(lo, hi + 1):
+            if seed in seeds:
+                raise UserError(f"--seeds {text!r}: seed {seed} is listed twice")
+            seeds.append(seed)
+    return seeds
+
+
+def split_values(text: str) -> list[str]:
+    """Split on commas outside brackets, braces and quotes: ``1,[32,32]`` -> ``1``, ``[32,32]``."""
+    values, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    values.append(text[start:].strip())
+    if quote or depth:
+        raise UserError(f"--set values {text!r}: unbalanced quotes or brackets")
+    if any(not v for v in values):
+        raise UserError(f"--set values {text!r}: empty value (expected v1,v2,...)")
+    return values
+
+
+def parse_sets(sets: list[str]) -> list[tuple[str, list[str]]]:
+    """``["algo.target_kl=0.01,0.02"]`` -> ``[("algo.target_kl", ["0.01", "0.02"])]``."""
+    out: list[tuple[str, list[str]]] = []
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or "." not in key:
+            raise UserError(f"--set {item!r}: expected section.key=v1,v2,...")
+        if key in RESERVED_KEYS:
+            raise UserError(f"--set {item!r}: use {RESERVED_KEYS[key]} for {key} in a sweep")
+        if key in (k for k, _ in out):
+            raise UserError(f"--set {item!r}: {key} is given twice")
+        values = split_values(raw)
+        if len(set(values)) != len(values):
+            raise UserError(f"--set {item!r}: a value is listed twice")
+        out.append((key, values))
+    return out
+
+
+def _slug(text: str, limit: int = 60) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_")[:limit] or "x"
+
+
+def _short_keys(keys: list[str]) -> list[str]:
+    """Last key component (``target_kl``) unless two keys share it, then the full key."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return [s if last.count(s) == 1 else k for s, k in zip(last, keys, strict=True)]
+
+
+def plan_sweep(scenarios: list[Path], seeds: str, sets: list[str], out: Path,
+               make_reports: bool = True) -> SweepPlan:
+    """Every (scenario, --set values, seed) job, in a deterministic folder under ``out``.
+
+    scenarios: scenario files; seeds: ``--seeds`` text (``0-9``, ``0,3,7``); sets: ``--set``
+    items ``section.key=v1,v2``, every combination becomes a configuration; out: the reports
+    root (the sweep goes in ``out/sweeps/<id>``); make_reports: write each completed run's
+    report.html. A configuration that does not load (a bad value, an unknown key) is a
+    UserError before anything runs; runs that fail later are reported per job.
+    """
+    from safe_trpo.config import load_scenario
+    from safe_trpo.trainer import scenario_digest
+
+    paths = tuple(Path(p).resolve() for p in scenarios)
+    seed_list, set_list = parse_seeds(seeds), parse_sets(sets)
+    texts = []
+    for p in paths:
+        try:
+            texts.append(hashlib.sha256(p.read_bytes()).hexdigest())
+        except OSError:
+            raise UserError(f"{p}: scenario file not found") from None
+    ident = json.dumps({"scenarios": texts, "seeds": seed_list, "sets": set_list})
+    prefix = _slug("+".join(p.stem for p in paths), 40)
+    sweep_id = f"{prefix}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+    sweep_dir = Path(out).resolve() / "sweeps" / sweep_id
+    keys = [k for k, _ in set_list]
+    jobs, seen = [], {}
+    for path in paths:
+        for values in product(*(v for _, v in set_list)):
+            overrides = tuple(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+            digest = scenario_digest(load_scenario(path, overrides))
+            shown = ",".join(f"{s}={v}" for s, v in zip(_short_keys(keys), values, strict=True))
+            label = path.stem + (f"[{shown}]" if keys else "")
+            if digest in seen:
+                raise UserError(f"sweep: configurations {seen[digest]} and {label} resolve to "
+                                f"the same scenario")
+            seen[digest] = label
+            config = f"{_slug(label)}-{digest[:6]}"
+            jobs += [Job(str(path), overrides, seed, label, config,
+                         str(sweep_dir / "runs" / f"{config}-s{seed}"), make_reports)
+                     for seed in seed_list]
+    return SweepPlan(sweep_id, sweep_dir, paths, tuple(seed_list),
+                     tuple((k, tuple(v)) for k, v in set_list), tuple(jobs))
+
+
+def _log_attempt(job_dir: Path, entry: dict[str, Any]) -> None:
+    with open(job_dir / ATTEMPTS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train one job in a fresh run folder under ``job.job_dir`` (runs in a worker process).
+
+    Never raises for a failing run: the failure is logged in ``attempts.jsonl`` (with its
+    traceback, as evidence) and returned, so the other jobs carry on.
+    """
+    import torch
+
+    # One intra-op thread per job, so N jobs use N cores; a scenario asking for more threads
+    # still gets them from start_run, because the recorded scenario must be what ran.
+    torch.set_num_threads(1)
+    job_dir = Path(job.job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    attempt = 1 + _started(job)
+    before = set(run_folders(job_dir))
+    started = time.perf_counter()
+    _log_attempt(job_dir, {"event": "started", "attempt": attempt, "host": socket.gethostname(),
+                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    result: dict[str, Any] = {"status": "failed", "reason": "", "run_dir": None}
+    try:
+        result = _train(job)
+    except Exception as exc:
+        new = sorted(set(run_folders(job_dir)) - before)
+        result.update(reason=" ".join(f"{type(exc).__name__}: {exc}".split())[:500],
+                      run_dir=str(new[-1]) if new else None, traceback=traceback.format_exc())
+    result.update(attempt=attempt, wall_s=round(time.perf_counter() - started, 3))
+    _log_attempt(job_dir, {"event": "finished", **result})
+    result.pop("traceback", None)
+    return result
+
+
+def _train(job: Job) -> dict[str, Any]:
+    from safe_trpo.config import load_scenario
+    from safe_trpo.trainer import start_run
+
+    # json.dumps gives a TOML basic string with any quote or backslash in the path escaped.
+    overrides = [*job.overrides, f"run.seed={job.seed}", f"run.out_dir={json.dumps(job.job_dir)}"]
+    outcome = start_run(load_scenario(job.scenario, overrides), progress=False)
+    result = {"status": outcome.status, "reason": outcome.reason,
+              "run_dir": str(outcome.run_dir)}
+    if outcome.status == "completed" and job.make_report:
+        try:
+            from safe_trpo.report import write_report
+
+            write_report(outcome.run_dir)
+        except Exception as exc:  # the run stands without its report; the summary links the folder
+            result["report_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    return result
+
+
+Notify = Callable[[Job, dict[str, Any]], None]
+
+
+def _failed(exc: BaseException) -> dict[str, Any]:
+    return {"status": "failed", "reason": f"worker: {type(exc).__name__}: {exc}", "run_dir": None}
+
+
+def _started(job: Job) -> int:
+    return sum(a.get("event") == "started" for a in read_attempts(Path(job.job_dir)))
+
+
+def _run_local(jobs: list[Job], workers: int, notify: Notify) -> None:
+    """Run ``jobs`` on a spawn process pool, surviving workers that die.
+
+    A worker that dies (segfault, OOM kill) breaks the whole pool: every unfinished future fails
+    and the other workers are killed. Jobs that never started go back to a new pool; jobs that
+    had started (the culprit and its innocent neighbours look alike) are re-run alone, one at a
+    time, after the rest, so a job that dies again is reported failed without taking any other.
+    """
+    todo, suspects = list(jobs), []
+    while todo or suspects:
+        solo = not todo
+        batch = [suspects.pop(0)] if solo else todo
+        before = {job: _started(job) for job in batch}
+        broken = _pool_round(batch, 1 if solo else workers, notify)
+        started = [job for job in broken if _started(job) > before[job]]
+        if broken and (solo or not started):  # its own crash, or a pool that cannot start
+            for job in broken:
+                notify(job, {"status": "failed", "run_dir": None, "reason":
+                             "worker process died (crashed or killed) while running it alone"
+                             if job in started else "worker pool broke before the job started"})
+            broken, started = [], []
+        suspects += started
+        if not solo:
+            todo = [job for job in broken if job not in started]
+
+
+def _pool_round(jobs: list[Job], workers: int, notify: Notify) -> list[Job]:
+    """One pool over ``jobs``; returns the jobs lost to a broken pool."""
+    # spawn: workers inherit no torch/gym state from this process. Workers are reused across
+    # jobs (imports cost seconds per process); a run does not depend on what its process ran
+    # before, since start_run seeds torch and the environments (bench_sweep.py checks it).
+    broken = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures: dict[Future, Job] = {pool.submit(run_job, job): job for job in jobs}
+        # Python 3.11's pool wakes its watcher thread *before* spawning the worker a submit
+        # adds, so the watcher may not see the last worker die until some other event. One more
+        # (no-op) submit, once every worker exists, makes it watch them all.
+        pool.submit(int)
+        try:
+            for fut in as_completed(futures):
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:
+                    broken.append(futures[fut])
+                    continue
+                except Exception as exc:  # e.g. a result that cannot be sent back
+                    result = _failed(exc)
+                notify(futures[fut], result)
+        except BaseException:  # Ctrl-C: running runs record their end; queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return broken
+
+
+def _run_ray(jobs: list[Job], address: str | None, workers: int, notify: Notify) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise UserError("ray backend needs `pip install safe-trpo[ray]`") from None
+    owned = not ray.is_initialized()
+    if owned:
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.WARNING)
+        except Exception as exc:
+            where = address or "a local cluster"
+            raise UserError(f"ray backend: cannot start or join {where} ({exc})") from None
+    try:
+        # No retries: a run whose worker crashed is reported (and re-attempted by the next
+        # sweep) rather than silently redone. Workers are reused across jobs, as with local.
+        task = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        refs = {task.remote(job): job for job in jobs}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                result = ray.get(done[0])
+            except Exception as exc:
+                result = _failed(exc)
+            notify(refs[done[0]], result)
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _execute(jobs: list[Job], backend: str, address: str | None, workers: int,
+             notify: Notify) -> None:
+    if backend == "local":
+        _run_local(jobs, workers, notify)
+    elif backend == "ray":
+        _run_ray(jobs, address, workers, notify)
+    else:
+        raise UserError(f"--backend {backend!r}: expected local or ray")
+
+
+@contextmanager
+def _sweep_lock(sweep_dir: Path) -> Iterator[None]:
+    """Refuse a second sweep process on the same folder (it would run the same jobs twice)."""
+    with open(sweep_dir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UserError(f"{sweep_dir}: another sweep is running in this folder") from None
+        yield
+
+
+def run_sweep(plan: SweepPlan, backend: str = "local", address: str | None = None,
+              workers: int = 2, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the jobs of ``plan`` that are not done yet, then write and return the summary.
+
+    backend: ``local`` (process pool) or ``ray``; address: Ray cluster address, None starts a
+    local cluster; workers: parallel runs (processes, or the local Ray cluster's CPUs), >= 1.
+    """
+    if workers < 1:
+        raise UserError(f"--workers {workers}: expected at least 1")
+    plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    with _sweep_lock(plan.sweep_dir):
+        pending = [job for job in plan.jobs if find_done_run(Path(job.job_dir)) is None]
+        skipped = len(plan.jobs) - len(pending)
+        echo(f"sweep {plan.sweep_id}: {len(plan.jobs)} runs, {skipped} already finished and "
+             f"verified, {len(pending)} to run ({backend}, {workers} workers)")
+        count = iter(range(1, len(pending) + 1))
+
+        def notify(job: Job, result: dict[str, Any]) -> None:
+            echo(f"[{next(count)}/{len(pending)}] {job.label} seed {job.seed}: {result['status']}"
+                 + (f" ({result['reason']})" if result.get("reason") else "")
+                 + (f" in {result['wall_s']:.1f} s" if "wall_s" in result else ""))
+            if result.get("run_dir") and not Path(result["run_dir"]).is_dir():
+                echo(f"  run folder {result['run_dir']} is not visible here: --out must be on a "
+                     "filesystem shared with the workers")
+
+        try:
+            if pending:
+                _execute(pending, backend, address, workers, notify)
+        finally:  # also after Ctrl-C: the summary says what is done and what is not
+            summary = build_summary(plan, backend, skipped, len(pending))
+            write_summary(plan.sweep_dir, summary)
+    return summary
+
+
+def run_sweep_command(scenarios: list[Path], seeds: str, sets: list[str], backend: str,
+                      address: str | None, workers: int, out: Path) -> int:
+    """``safe-trpo sweep``: 0 when every run completed, 1 when any did not (after all ran)."""
+    plan = plan_sweep(scenarios, seeds, sets, out)
+    summary = run_sweep(plan, backend, address, workers)
+    print(summary_text(summary))
+    print(plan.sweep_dir / "sweep.html")
+    configs = summary["configurations"]
+    return 0 if all(c["n_completed"] == c["n_runs"] for c in configs) else 1

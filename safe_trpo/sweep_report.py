@@ -1,0 +1,368 @@
+"""What a sweep found: per-run results read from the run folders, aggregates across seeds, and
+the self-contained ``sweep.html`` page.
+
+Everything here is computed from what is on disk (the run folders and each job's
+``attempts.jsonl``), never from what workers returned, so a re-run, an interrupted sweep and the
+review app all see the same summary.
+
+How a run's result is measured: the *final return* is the mean of the non-null ``return_mean``
+values of the run's last ``FINAL_WINDOW`` update rows, and a constraint's *final episode cost* is
+the mean of the non-null ``ep_cost`` values of the same rows. One row's batch holds only a few
+episodes, so averaging the last rows cuts that noise while still describing the end of training;
+a deterministic evaluation would be the better figure but costs more than the training of a small
+run. A run *ends within its limits* when every constraint's final episode cost is known and at
+most its limit; a cost that is unknown (no episode finished in the window) is reported as
+unknown, never as within.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import numpy as np
+
+from safe_trpo.audit import AUDIT_FILE, read_lines, verify_run
+from safe_trpo.errors import UserError
+
+if TYPE_CHECKING:
+    from safe_trpo.sweep import Job, SweepPlan
+
+FINAL_WINDOW = 5  # update rows averaged into a run's final return and final costs
+SUMMARY_FILE = "sweep.json"
+HTML_FILE = "sweep.html"
+ATTEMPTS_FILE = "attempts.jsonl"
+FORMAT = "safe-trpo-sweep/1"
+
+
+def run_folders(job_dir: Path) -> list[Path]:
+    """The run folders (one per attempt that got as far as creating one), oldest name first."""
+    if not job_dir.is_dir():
+        return []
+    return sorted(p for p in job_dir.iterdir() if p.is_dir() and (p / AUDIT_FILE).is_file())
+
+
+def run_is_done(run_dir: Path) -> bool:
+    """Finished, verified and completed: the only state in which a sweep skips the run."""
+    verdict = verify_run(run_dir)
+    if not (verdict.ok and verdict.finished):
+        return False
+    ends = [ln for ln in verdict.chain.lines if ln.get("type") == "run_finished"]
+    return ends[-1].get("status") == "completed"
+
+
+def find_done_run(job_dir: Path) -> Path | None:
+    """The newest run folder of a job that is done (see ``run_is_done``), else None."""
+    for run_dir in reversed(run_folders(job_dir)):
+        if run_is_done(run_dir):
+            return run_dir
+    return None
+
+
+def read_attempts(job_dir: Path) -> list[dict[str, Any]]:
+    """The job's attempt log: a ``started`` and (unless the process died) a ``finished`` line."""
+    path = job_dir / ATTEMPTS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            continue  # a line cut off by a killed worker; the started line still counts
+    return out
+
+
+def _window_mean(rows: list[dict[str, Any]], get: Any) -> float | None:
+    values = [v for v in (get(r) for r in rows[-FINAL_WINDOW:]) if isinstance(v, (int, float))]
+    return float(np.mean(values)) if values else None
+
+
+def run_result(run_dir: Path) -> dict[str, Any]:
+    """One run's verdict, status and final metrics (see the module docstring)."""
+    verdict = verify_run(run_dir)
+    lines = read_lines(run_dir)
+    rows = [ln for ln in lines if ln.get("type") == "update"]
+    start = next((ln for ln in lines if ln.get("type") == "run_started"), {})
+    limits = {c["name"]: c["limit"] for c in start.get("scenario", {}).get("constraints", [])}
+    ends = [ln for ln in lines if ln.get("type") == "run_finished"]
+    costs = {name: _window_mean(rows, lambda r, n=name: _cost(r, n)) for name in limits}
+    known = all(v is not None for v in costs.values())
+    report = run_dir / "report.html"
+    return {
+        "run_status": ends[-1].get("status") if ends else "unfinished",
+        "reason": ends[-1].get("reason", "") if ends else "no run_finished line",
+        "verified": verdict.ok, "verify": verdict.summary, "updates": len(rows),
+        "final_return": _window_mean(rows, lambda r: r.get("return_mean")),
+        "final_costs": costs, "limits": limits,
+        "within_limits": (all(costs[n] <= limits[n] for n in limits) if known else None),
+        "report": report if report.is_file() else None,
+    }
+
+
+def _cost(row: dict[str, Any], name: str) -> Any:
+    return next((c.get("ep_cost") for c in row.get("constraints", []) if c.get("name") == name),
+                None)
+
+
+def job_record(job: Job, sweep_dir: Path) -> dict[str, Any]:
+    """A job's state from disk: completed (a done run), failed (attempted, none done), pending."""
+    job_dir = Path(job.job_dir)
+    attempts = [a for a in read_attempts(job_dir) if a.get("event") == "started"]
+    done = find_done_run(job_dir)
+    folders = run_folders(job_dir)
+    record: dict[str, Any] = {"seed": job.seed, "job_dir": _rel(job_dir, sweep_dir),
+                              "attempts": len(attempts), "run_dir": None, "state": "pending",
+                              "reason": "", "verified": None, "verify": None,
+                              "final_return": None, "final_costs": {}, "within_limits": None,
+                              "report": None}
+    shown = done or (folders[-1] if folders else None)
+    if shown is not None:
+        result = run_result(shown)
+        result["report"] = _rel(result["report"], sweep_dir) if result["report"] else None
+        record.update(result, run_dir=_rel(shown, sweep_dir))
+    if done is not None:
+        record.update(state="completed", reason="")
+    elif attempts:
+        record.update(state="failed", reason=_failure_reason(job_dir, record))
+    return record
+
+
+def _failure_reason(job_dir: Path, record: dict[str, Any]) -> str:
+    """Why the latest attempt did not give a done run, from the attempt log or the run itself."""
+    log = read_attempts(job_dir)
+    last_start = max((a.get("attempt", 0) for a in log if a.get("event") == "started"), default=0)
+    end = next((a for a in reversed(log)
+                if a.get("event") == "finished" and a.get("attempt") == last_start), None)
+    if end is None:
+        return f"attempt {last_start} never finished (worker process killed or crashed)"
+    if end.get("status") == "completed" and record.get("verified") is False:
+        return f"run completed but does not verify: {record['verify']}"
+    return end.get("reason") or f"run {end.get('status')}"
+
+
+def _rel(path: Path, base: Path) -> str:
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def spread(values: list[float]) -> dict[str, Any] | None:
+    """Median, quartiles (IQR = q75 - q25), min, max and count; None when there are no values."""
+    if not values:
+        return None
+    a = np.asarray(values, dtype=float)
+    q25, median, q75 = np.percentile(a, [25, 50, 75])
+    return {"median": float(median), "q25": float(q25), "q75": float(q75),
+            "min": float(a.min()), "max": float(a.max()), "n": int(a.size)}
+
+
+def config_summary(label: str, key: str, overrides: list[str],
+                   runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregates over the seeds of one configuration; only completed runs enter them."""
+    done = [r for r in runs if r["state"] == "completed"]
+    names = list(done[0]["limits"]) if done else []
+    constraints = []
+    for name in names:
+        costs = [r["final_costs"][name] for r in done if r["final_costs"].get(name) is not None]
+        limit = done[0]["limits"][name]
+        constraints.append({
+            "name": name, "limit": limit, "ep_cost": spread(costs),
+            "frac_within": (sum(c <= limit for c in costs) / len(done)),
+            "n_unknown": len(done) - len(costs)})
+    within = [r["within_limits"] for r in done]
+    return {
+        "label": label, "key": key, "overrides": overrides, "n_runs": len(runs),
+        "n_completed": len(done), "n_failed": sum(r["state"] == "failed" for r in runs),
+        "n_pending": sum(r["state"] == "pending" for r in runs),
+        "return": spread([r["final_return"] for r in done if r["final_return"] is not None]),
+        "constraints": constraints,
+        # Over completed runs; a run with an unknown cost counts as not within.
+        "frac_within_all_limits": (sum(w is True for w in within) / len(done)
+                                   if done and names else None),
+        "runs": runs,
+    }
+
+
+def build_summary(plan: SweepPlan, backend: str, skipped: int, ran: int) -> dict[str, Any]:
+    """The whole ``sweep.json`` document for ``plan``, read from the run folders now."""
+    import time
+
+    from safe_trpo.audit import file_sha256
+
+    configs: dict[str, tuple[Job, list[dict[str, Any]]]] = {}
+    for job in plan.jobs:
+        configs.setdefault(job.config, (job, []))[1].append(job_record(job, plan.sweep_dir))
+    return {
+        "format": FORMAT, "sweep_id": plan.sweep_id,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scenarios": [{"path": str(p), "sha256": file_sha256(p)} for p in plan.scenarios],
+        "seeds": list(plan.seeds), "sets": [[k, list(v)] for k, v in plan.sets],
+        "backend": backend, "last_invocation": {"skipped": skipped, "ran": ran},
+        "method": {"final_window": FINAL_WINDOW, "text": _METHOD},
+        "configurations": [config_summary(job.label, key, list(job.overrides), runs)
+                           for key, (job, runs) in configs.items()],
+    }
+
+
+_METHOD = (f"Final return and final episode cost: mean over the last {FINAL_WINDOW} update rows "
+           "of each run (non-null values). Spread across seeds: median, IQR [q25, q75] and "
+           "min-max over completed runs. A run ends within its limits when every final cost is "
+           "known and at most its limit.")
+
+
+def write_summary(sweep_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``sweep.json`` and ``sweep.html`` atomically (readers never see half a file)."""
+    json_path = _atomic_write(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+    html_path = _atomic_write(sweep_dir / HTML_FILE, render_html(summary))
+    return json_path, html_path
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
+
+
+def fmt_spread(s: dict[str, Any] | None) -> str:
+    """``median [q25, q75] (min..max)``, or n/a."""
+    if s is None:
+        return "n/a"
+    return (f"{fmt(s['median'])} [{fmt(s['q25'])}, {fmt(s['q75'])}] "
+            f"({fmt(s['min'])}..{fmt(s['max'])})")
+
+
+def fmt_frac(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def summary_table(summary: dict[str, Any]) -> list[dict[str, str]]:
+    """One flat row of display strings per configuration (the CLI table, the review app)."""
+    rows = []
+    for c in summary["configurations"]:
+        costs = "; ".join(f"{k['name']} {fmt_spread(k['ep_cost'])} / limit {fmt(k['limit'])}"
+                          for k in c["constraints"]) or ("none" if c["n_completed"] else "n/a")
+        rows.append({"configuration": c["label"],
+                     "runs": f"{c['n_completed']}/{c['n_runs']} completed"
+                             + (f", {c['n_failed']} failed" if c["n_failed"] else "")
+                             + (f", {c['n_pending']} pending" if c["n_pending"] else ""),
+                     "final return": fmt_spread(c["return"]), "episode cost vs limit": costs,
+                     "within all limits": fmt_frac(c["frac_within_all_limits"])})
+    return rows
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """``summary_table`` as aligned plain-text columns (what ``safe-trpo sweep`` prints)."""
+    rows = summary_table(summary)
+    if not rows:
+        return "no configurations"
+    table = [list(rows[0]), *[list(r.values()) for r in rows]]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in table)
+
+
+def find_sweeps(reports_dir: Path) -> list[Path]:
+    """Sweep folders (``<reports>/sweeps/<id>/`` with a sweep.json), most recently updated first."""
+    root = Path(reports_dir) / "sweeps"
+    if not root.is_dir():
+        return []
+    found = [p.parent for p in root.glob(f"*/{SUMMARY_FILE}") if p.is_file()]
+    return sorted(found, key=lambda d: (d / SUMMARY_FILE).stat().st_mtime, reverse=True)
+
+
+def load_summary(sweep_dir: Path) -> dict[str, Any]:
+    """The parsed ``sweep.json`` of ``sweep_dir``; UserError if it is missing or not a sweep."""
+    path = Path(sweep_dir) / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no sweep summary (not a sweep folder)") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable sweep summary ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise UserError(f"{path}: expected a sweep summary of format {FORMAT}")
+    return data
+
+
+def sweep_run_dirs(sweep_dir: Path, summary: dict[str, Any]) -> list[Path]:
+    """The run folders a summary names, resolved, keeping only those inside ``sweep_dir`` (the
+    paths come from a file on disk; a reader must not follow one that points elsewhere)."""
+    root = Path(sweep_dir).resolve()
+    dirs = []
+    for config in summary.get("configurations", []):
+        for run in config.get("runs", []):
+            if isinstance(run.get("run_dir"), str):
+                path = (root / run["run_dir"]).resolve()
+                if path.is_relative_to(root) and path != root and path.is_dir():
+                    dirs.append(path)
+    return dirs
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _link(rel: str | None, text: str) -> str:
+    return f'<a href="{_e(quote(rel, safe="/"))}">{_e(text)}</a>' if rel else _e(text)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _runs_table(config: dict[str, Any]) -> str:
+    names = [k["name"] for k in config["constraints"]]
+    rows = []
+    for r in config["runs"]:
+        target = r["report"] or (r["run_dir"] + "/" if r["run_dir"] else None)
+        costs = [fmt(r.get("final_costs", {}).get(n)) for n in names]
+        within = {True: "yes", False: "no", None: "unknown"}[r.get("within_limits")]
+        rows.append([_e(r["seed"]), _e(r["state"]), _e(r["attempts"]),
+                     _e(r["verify"] or "no run folder"),
+                     _e(fmt(r.get("final_return"))), *map(_e, costs), _e(within),
+                     _link(target, "report" if r["report"] else "run folder")
+                     if target else "", _e(r["reason"])])
+    return _table(["seed", "state", "attempts", "verification", "final return",
+                   *[f"{n} cost" for n in names], "within limits", "link", "reason"], rows)
+
+
+_CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
+        "margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left;"
+        "vertical-align:top}th{background:#eee}code{background:#f4f4f4}")
+
+
+def render_html(summary: dict[str, Any]) -> str:
+    """``sweep.html``: self-contained (no network), every value escaped, relative links."""
+    overview = [[_e(v) for v in row.values()] for row in summary_table(summary)]
+    headers = list(summary_table(summary)[0]) if overview else ["configuration"]
+    parts = [f"<h1>Sweep {_e(summary['sweep_id'])}</h1>",
+             f"<p>Updated {_e(summary['updated'])}; seeds {_e(summary['seeds'])}; backend "
+             f"{_e(summary['backend'])}.</p>",
+             "<p>Scenarios: " + ", ".join(f"<code>{_e(s['path'])}</code> (sha256 "
+                                          f"{_e(s['sha256'][:12])})"
+                                          for s in summary["scenarios"]) + "</p>",
+             f"<p>{_e(summary['method']['text'])}</p>", "<h2>Configurations</h2>",
+             _table(headers, overview)]
+    for c in summary["configurations"]:
+        parts += [f"<h2>{_e(c['label'])}</h2>",
+                  f"<p>Overrides: <code>{_e(' '.join(c['overrides']) or 'none')}</code></p>",
+                  _runs_table(c)]
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>Sweep {_e(summary['sweep_id'])}</title><style>{_CSS}</style></head><body>"
+            + "".join(parts) + "</body></html>\n")
