@@ -1,0 +1,242 @@
+"""SafeTRPO/CSTR-v0: hold a reactor's concentration on setpoint without letting it run away.
+
+Plant: the classic exothermic CSTR of ``envs.cstr`` (Ca in mol/L, T in K, time in minutes).
+With nominal parameters the reactor ignites once the coolant is warmer than 303.2 K (where its
+cool branch ends, at Ca 0.74 mol/L, T 336 K) and jumps to a hot branch near 375 K; it only
+comes back when the coolant is cooled below 298.1 K. Low concentration setpoints need a hot
+reactor, close to ignition: tracking and safety pull against each other.
+
+Time: one step is ``dt_minutes`` (default 0.5 min); an episode is ``episode_minutes`` (default
+60 min = 120 steps) and ends by truncation only (nothing terminates: a runaway is a cost).
+
+Action: one value a in [-1, 1], the coolant valve command; the valve opening is u = (a + 1)/2.
+The valve stem moves toward u by at most ``valve_rate_per_min`` per minute; the coolant
+temperature's target is ``coolant_max_K - opening * (coolant_max_K - coolant_min_K)`` (open is
+cold) and the coolant follows it through a first-order lag of ``coolant_lag_minutes``. The
+reactor sees the lag's average over the step (exact for a target held over the step).
+
+Observation (float32): ``(x - OBS_CENTER) / OBS_SCALE`` of ``OBS_NAMES``, clipped to +-50:
+measured Ca and T (with sensor noise), the Ca setpoint, coolant temperature, valve opening, and
+the measured disturbances: feed temperature Ti and feed concentration Caf.
+
+Reward per step: ``-|Ca - Ca_setpoint| / tracking_scale`` (true Ca after the step, setpoint in
+force during it). ``info["tracking_error"]`` is |Ca - Ca_setpoint| in mol/L.
+
+Costs per step (true temperature after the step), each >= 0, ``info["cost"]`` their sum:
+- ``cost_temperature``: kelvin-minutes above the safe band, max(T - safe_temp_K, 0) * dt. An
+  episode's sum is its degree-minutes above the band (e.g. 2 minutes at 2.5 K over = 5 K min).
+- ``cost_runaway``: minutes in runaway, dt when T > runaway_temp_K, else 0. An episode's sum is
+  the time it spent in runaway.
+
+Randomness per episode, all from the env's seeded generator: Ca setpoint levels (uniform in
+[setpoint_min, setpoint_max], a new one every ``setpoint_period_minutes``), one feed-temperature
+step and one feed-concentration step at uniform times (sizes uniform in +-max), heat-transfer
+(UA) and rate-constant (k0) factors uniform in 1 +- their uncertainty, and Gaussian sensor noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces
+
+from envs import cstr
+from envs._vector import (
+    PlantEnv,
+    PlantVectorEnv,
+    build_config,
+    check_actions,
+    check_fields,
+    draw_episodes,
+)
+
+ENV_ID = "SafeTRPO/CSTR-v0"
+OBS_NAMES = ("ca", "temperature", "ca_setpoint", "coolant_temperature", "valve_opening",
+             "feed_temperature", "feed_concentration")
+OBS_CENTER = np.array([0.85, 330.0, 0.85, 300.0, 0.5, 350.0, 1.0])
+OBS_SCALE = np.array([0.05, 10.0, 0.05, 5.0, 0.5, 5.0, 0.05])
+OBS_LIMIT = 50.0  # observations are clipped to +-this (far outside any physical state)
+COST_NAMES = ("temperature", "runaway")
+
+
+@dataclass(frozen=True)
+class CSTRConfig:
+    """Constructor kwargs of SafeTRPO/CSTR-v0 (scenario ``[env] kwargs``)."""
+
+    dt_minutes: float = 0.5
+    """Control interval, min; 0.1-1 (the reactor's time constants are about 0.3-1 min)."""
+    episode_minutes: float = 60.0
+    """Episode length, min; steps = episode_minutes / dt_minutes (rounded)."""
+    setpoint_min: float = 0.82
+    """Lowest Ca setpoint, mol/L (T about 330 K); the nominal cool branch ends at 0.74 mol/L and
+    disturbances and parameter draws move that edge, so low setpoints sit close to ignition."""
+    setpoint_max: float = 0.92
+    """Highest Ca setpoint, mol/L; 0.95 needs the coolant near 290 K."""
+    setpoint_period_minutes: float = 15.0
+    """Minutes between setpoint changes."""
+    feed_temp_step_K: float = 5.0
+    """Largest feed-temperature step, K (one per episode, size uniform in +-this); 0 = none."""
+    feed_conc_step: float = 0.05
+    """Largest feed-concentration step, mol/L (one per episode); 0 = none."""
+    noise_ca: float = 0.005
+    """Std of the Ca measurement noise, mol/L."""
+    noise_temp: float = 0.2
+    """Std of the temperature measurement noise, K."""
+    ua_uncertainty: float = 0.1
+    """Half-width of the per-episode UA factor (jacket fouling): UA * U(1 - x, 1 + x); 0-0.5."""
+    k0_uncertainty: float = 0.05
+    """Half-width of the per-episode k0 factor (catalyst activity); 0-0.5."""
+    safe_temp_K: float = 340.0
+    """Top of the safe temperature band, K; cost_temperature counts K min above it."""
+    runaway_temp_K: float = 350.0
+    """Above this the reactor is running away (past the unstable middle state), K."""
+    coolant_min_K: float = 290.0
+    """Coolant temperature with the valve fully open, K."""
+    coolant_max_K: float = 310.0
+    """Coolant temperature with the valve closed, K."""
+    valve_rate_per_min: float = 1.0
+    """Valve rate limit, fraction of full stroke per minute."""
+    coolant_lag_minutes: float = 1.0
+    """Time constant of the coolant temperature's response to the valve, min; 0 = none."""
+    tracking_scale: float = 0.05
+    """Ca error (mol/L) that costs one unit of reward per step."""
+
+    def __post_init__(self) -> None:
+        inf = float("inf")
+        check_fields(self, {
+            "dt_minutes": (1e-3, 10.0), "episode_minutes": (1e-3, 1e5),
+            "setpoint_min": (0.0, 2.0), "setpoint_max": (0.0, 2.0),
+            "setpoint_period_minutes": (1e-3, inf), "feed_temp_step_K": (0.0, 50.0),
+            "feed_conc_step": (0.0, 0.5), "noise_ca": (0.0, 1.0), "noise_temp": (0.0, 50.0),
+            "ua_uncertainty": (0.0, 0.5), "k0_uncertainty": (0.0, 0.5),
+            "safe_temp_K": (250.0, 600.0), "runaway_temp_K": (250.0, 600.0),
+            "coolant_min_K": (200.0, 500.0), "coolant_max_K": (200.0, 500.0),
+            "valve_rate_per_min": (1e-3, 1e3), "coolant_lag_minutes": (0.0, 100.0),
+            "tracking_scale": (1e-6, 10.0)})
+        if self.setpoint_min > self.setpoint_max:
+            raise ValueError("setpoint_min must be <= setpoint_max")
+        if self.coolant_min_K >= self.coolant_max_K:
+            raise ValueError("coolant_min_K must be < coolant_max_K")
+        if round(self.episode_minutes / self.dt_minutes) < 1:
+            raise ValueError("episode_minutes must be at least one dt_minutes")
+
+
+class CSTRPlant:
+    """N reactors with their actuators, setpoints, disturbances and sensors: the one
+    implementation behind ``CSTREnv`` (N = 1) and ``CSTRVectorEnv``."""
+
+    def __init__(self, num: int, config: CSTRConfig) -> None:
+        self.num, self.config = num, config
+        c = config
+        self.dt = c.dt_minutes
+        self.n_steps = int(round(c.episode_minutes / c.dt_minutes))
+        self.n_segments = int(np.ceil(self.n_steps * self.dt / c.setpoint_period_minutes - 1e-9))
+        self.single_observation_space = spaces.Box(-OBS_LIMIT, OBS_LIMIT, (len(OBS_NAMES),),
+                                                   np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        tau = c.coolant_lag_minutes
+        self._decay = float(np.exp(-self.dt / tau)) if tau > 0 else 0.0
+        # mean over the step of the lag's distance to target, relative to its start
+        self._mean_decay = tau / self.dt * (1.0 - self._decay) if tau > 0 else 0.0
+        self._tc_start = 0.5 * (c.coolant_min_K + c.coolant_max_K)
+        self._ca_start, self._temp_start = cstr.low_steady_state(self._tc_start)
+        z = np.zeros(num)
+        self.ca, self.temp, self.valve, self.tc = z.copy(), z.copy(), z.copy(), z.copy()
+        self.t = np.zeros(num, dtype=np.int64)
+        self.ua, self.k0 = z.copy(), z.copy()
+        self.ti_time, self.ti_size, self.caf_time, self.caf_size = (z.copy() for _ in range(4))
+        self.levels = np.zeros((num, self.n_segments))
+        self.noise = np.zeros((num, self.n_steps + 1, 2))
+        self._ready = False
+
+    def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
+        c, nominal = self.config, cstr.Params()
+        u, z = draw_episodes(rngs, 6 + self.n_segments, self.n_steps + 1)
+        minutes = self.n_steps * self.dt
+        self.ua[rows] = nominal.UA * (1.0 + c.ua_uncertainty * (2.0 * u[:, 0] - 1.0))
+        self.k0[rows] = nominal.k0 * (1.0 + c.k0_uncertainty * (2.0 * u[:, 1] - 1.0))
+        self.ti_time[rows] = u[:, 2] * minutes
+        self.ti_size[rows] = c.feed_temp_step_K * (2.0 * u[:, 3] - 1.0)
+        self.caf_time[rows] = u[:, 4] * minutes
+        self.caf_size[rows] = c.feed_conc_step * (2.0 * u[:, 5] - 1.0)
+        self.levels[rows] = c.setpoint_min + (c.setpoint_max - c.setpoint_min) * u[:, 6:]
+        self.noise[rows] = z
+        self.ca[rows], self.temp[rows] = self._ca_start, self._temp_start
+        self.valve[rows], self.tc[rows] = 0.5, self._tc_start
+        self.t[rows] = 0
+        self._ready = True
+
+    def _schedule(self, rows: np.ndarray | slice, t: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Setpoint (mol/L), feed temperature (K) and feed concentration (mol/L) in force from
+        step ``t`` to t + 1 for copies ``rows``."""
+        nominal, minutes = cstr.Params(), t * self.dt
+        segment = np.minimum(((minutes + 1e-9) // self.config.setpoint_period_minutes)
+                             .astype(np.int64), self.n_segments - 1)
+        setpoint = self.levels[rows][np.arange(len(t)), segment]
+        ti = nominal.Ti + np.where(minutes >= self.ti_time[rows], self.ti_size[rows], 0.0)
+        caf = nominal.Caf + np.where(minutes >= self.caf_time[rows], self.caf_size[rows], 0.0)
+        return setpoint, ti, caf
+
+    def observe(self, rows: np.ndarray | None = None) -> np.ndarray:
+        sel = slice(None) if rows is None else rows
+        t = self.t[sel]
+        noise = self.noise[sel][np.arange(len(t)), t]
+        setpoint, ti, caf = self._schedule(sel, t)
+        raw = np.stack([self.ca[sel] + self.config.noise_ca * noise[:, 0],
+                        self.temp[sel] + self.config.noise_temp * noise[:, 1],
+                        setpoint, self.tc[sel], self.valve[sel], ti, caf], axis=1)
+        obs = np.clip((raw - OBS_CENTER) / OBS_SCALE, -OBS_LIMIT, OBS_LIMIT)
+        return obs.astype(np.float32)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                 dict[str, np.ndarray]]:
+        if not self._ready:
+            raise RuntimeError(f"{ENV_ID}: call reset() before step()")
+        c, dt = self.config, self.dt
+        command = 0.5 * (check_actions(actions, self.num, self.single_action_space,
+                                       ENV_ID)[:, 0] + 1.0)
+        move = c.valve_rate_per_min * dt
+        self.valve = self.valve + np.clip(command - self.valve, -move, move)
+        target = c.coolant_max_K - self.valve * (c.coolant_max_K - c.coolant_min_K)
+        tc_mean = target + (self.tc - target) * self._mean_decay
+        self.tc = target + (self.tc - target) * self._decay
+        setpoint, ti, caf = self._schedule(slice(None), self.t)
+        params = cstr.Params(UA=self.ua, k0=self.k0, Ti=ti, Caf=caf)
+        self.ca, self.temp = cstr.advance(self.ca, self.temp, tc_mean, dt, params)
+        self.t = self.t + 1
+        error = np.abs(self.ca - setpoint)
+        cost_temperature = np.maximum(self.temp - c.safe_temp_K, 0.0) * dt
+        cost_runaway = np.where(self.temp > c.runaway_temp_K, dt, 0.0)
+        info = {"cost": cost_temperature + cost_runaway, "cost_temperature": cost_temperature,
+                "cost_runaway": cost_runaway, "tracking_error": error,
+                "temperature": self.temp.copy()}
+        truncated = self.t >= self.n_steps
+        return (self.observe(), -error / c.tracking_scale, np.zeros(self.num, dtype=bool),
+                truncated, info)
+
+
+def make_config(kwargs: dict) -> CSTRConfig:
+    """``CSTRConfig`` from scenario kwargs (TOML integers accepted for floats)."""
+    return build_config(CSTRConfig, kwargs, ENV_ID)
+
+
+class CSTREnv(PlantEnv):
+    """SafeTRPO/CSTR-v0, one reactor (see the module docstring for the full specification)."""
+
+    def __init__(self, render_mode: str | None = None, **kwargs) -> None:
+        self.config = make_config(kwargs)
+        super().__init__(CSTRPlant(1, self.config))
+
+
+class CSTRVectorEnv(PlantVectorEnv):
+    """SafeTRPO/CSTR-v0, ``num_envs`` reactors stepped in one numpy call (SAME_STEP autoreset).
+    Copy i behaves exactly like ``CSTREnv`` reset with seed + i."""
+
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
+        self.config = make_config(kwargs)
+        super().__init__(CSTRPlant(int(num_envs), self.config))
+
+
