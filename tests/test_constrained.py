@@ -75,3 +75,22 @@ def test_multiplier_update_and_penalised_advantage_by_hand() -> None:
     adv = lagrangian_advantages(torch.tensor([1.0, 2.0]), torch.tensor([[1.0, 0.0], [0.0, 4.0]]),
                                 np.array([1.0, 0.5]))
     torch.testing.assert_close(adv, torch.tensor([(1 - 1) / 2.5, (2 - 2) / 2.5]))
+
+
+def test_speed_limit_env_contract() -> None:
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import envs  # noqa: F401
+
+    check_env(gym.make("SafeTRPO/SpeedLimit-v0").unwrapped)
+    venv = gym.make_vec("SafeTRPO/SpeedLimit-v0", num_envs=2, episode_steps=10)
+    venv.reset(seed=3)
+    speeding = 0.0
+    for t in range(10):
+        _, reward, terminated, truncated, info = venv.step(np.ones((2, 1), np.float32))
+        assert not terminated.any() and truncated.all() == (t == 9)
+        costs = info["final_info"]["cost_speed"] if truncated.any() else info["cost_speed"]
+        speeding += costs[0]
+    # Full throttle from v ~ 0: v = 1 - 0.8^k (+ start), above 0.5 from the 4th step on.
+    assert speeding == 7.0
