@@ -19,6 +19,7 @@ from safe_trpo.constrained import (
     per_step_margins,
     update_multipliers,
 )
+from safe_trpo.fast_critic import AdamStepper, SquaredErrorGrads
 from safe_trpo.rollout import Rollout, gae
 from safe_trpo.trpo import PolicyBatch, flat_params, set_flat_params, trpo_step
 
@@ -52,25 +53,33 @@ def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epo
                 minibatch: int) -> list[float]:
     """Regress every critic on its targets with shared minibatches; mean loss of the last epoch.
 
-    ``targets`` has shape (1 + m, batch). The critics have disjoint parameters, so summing their
-    losses into one backward pass trains each exactly as separately, at a fraction of the cost.
+    ``targets`` has shape (1 + m, batch). Each critic's gradient of its mean squared error comes
+    from ``SquaredErrorGrads`` (the backward pass written out, equal to autograd's), and one
+    step of the shared Adam moves them all: the critics have disjoint parameters, so this
+    trains each exactly as separately.
     """
     size = obs.shape[0]
-    losses = torch.zeros(len(state.critics))
-    for _ in range(epochs):
-        losses.zero_()
-        order = torch.from_numpy(state.rng.permutation(size))
-        # One gather per epoch, then contiguous slices: cheaper than a gather per minibatch.
-        obs_epoch, targets_epoch = obs[order], targets[:, order]
-        for start in range(0, size, minibatch):
-            x = obs_epoch[start:start + minibatch]
-            y = targets_epoch[:, start:start + minibatch]
-            per_critic = torch.stack([((critic(x) - y[k]) ** 2).mean()
-                                      for k, critic in enumerate(state.critics)])
-            state.critic_optim.zero_grad()
-            per_critic.sum().backward()
-            state.critic_optim.step()
-            losses += per_critic.detach() * x.shape[0] / size
+    grads_of = [SquaredErrorGrads(critic) for critic in state.critics]
+    adam = AdamStepper(state.critic_optim, list(state.critics.parameters()))
+    losses = torch.zeros(len(grads_of))
+    with torch.no_grad():
+        for epoch in range(epochs):
+            order = torch.from_numpy(state.rng.permutation(size))
+            # One gather per epoch, then contiguous slices: cheaper than a gather per minibatch.
+            # Targets get the critics' (B, 1) output shape here, once.
+            obs_epoch, targets_epoch = obs[order], targets[:, order].unsqueeze(-1)
+            for start in range(0, size, minibatch):
+                x = obs_epoch[start:start + minibatch]
+                y = targets_epoch[:, start:start + minibatch]
+                errors, grads = [], []
+                for critic_grads, y_k in zip(grads_of, y, strict=True):
+                    error, critic_grad = critic_grads(x, y_k)
+                    errors.append(error)
+                    grads += critic_grad
+                adam.step(grads)
+                if epoch == epochs - 1:  # only the last epoch's loss is reported
+                    per_critic = torch.stack([(e ** 2).mean() for e in errors])
+                    losses += per_critic * x.shape[0] / size
     return losses.tolist()
 
 

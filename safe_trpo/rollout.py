@@ -44,7 +44,7 @@ class NonFiniteError(RuntimeError):
 
 
 def check_finite(x: np.ndarray, what: str) -> np.ndarray:
-    if not np.all(np.isfinite(x)):
+    if not np.isfinite(x).all():
         raise NonFiniteError(f"environment returned a non-finite {what}")
     return x
 
@@ -89,57 +89,65 @@ class RolloutCollector:
         """Run ``steps_per_env`` vector steps. The normaliser's statistics only change here
         when ``update_stats_per_step`` (a fresh run's first rollout); otherwise the caller
         updates them from ``Rollout.raw_obs`` once the update is done."""
-        n = self.envs.num_envs
-        m = len(self.cost_keys)
-        obs_buf, next_buf, act_buf, logp_buf, raw_buf = [], [], [], [], []
-        rew_buf = np.zeros((steps_per_env, n))
-        cost_buf = np.zeros((steps_per_env, n, m))
-        term_buf = np.zeros((steps_per_env, n), dtype=bool)
-        done_buf = np.zeros((steps_per_env, n), dtype=bool)
+        n, m, steps = self.envs.num_envs, len(self.cost_keys), steps_per_env
+        obs_dim = self.raw_obs.shape[-1]
+        # Preallocated (T, N, ...) buffers written in place: no per-step lists and np.stack.
+        raw_buf = np.empty((steps, n, obs_dim))
+        final_raw_buf = np.empty((steps, n, obs_dim))  # next raw obs, the final one at an end
+        obs_buf = np.empty((steps, n, obs_dim), dtype=np.float32)
+        next_buf = np.empty((steps, n, obs_dim), dtype=np.float32)
+        rew_buf = np.zeros((steps, n))
+        cost_buf = np.zeros((steps, n, m))
+        term_buf = np.zeros((steps, n), dtype=bool)
+        done_buf = np.zeros((steps, n), dtype=bool)
+        actions, aux = [], []  # per step, stacked once at the end
         ep_returns: list[float] = []
         ep_costs: list[np.ndarray] = []
         ep_lens: list[int] = []
-        for t in range(steps_per_env):
+        draw = policy.rollout_sampler()
+        normalize = normalizer.frozen()
+        for t in range(steps):
             if update_stats_per_step:
                 normalizer.update(self.raw_obs)
-            raw_buf.append(self.raw_obs)
-            obs = normalizer(self.raw_obs)
-            action, log_prob = policy.sample(torch.from_numpy(obs))
-            logp_buf.append(log_prob.numpy())
-            action_np = action.numpy()
+                normalize = normalizer.frozen()
+            raw_buf[t] = self.raw_obs
+            action, action_aux = draw(normalize(self.raw_obs, out=obs_buf[t]))
+            actions.append(action)
+            aux.append(action_aux)
             next_raw, reward, terminated, truncated, info = self.envs.step(
-                clip_action(action_np, self.action_space))
+                clip_action(action, self.action_space))
             done = np.logical_or(terminated, truncated)
-            reward = check_finite(np.asarray(reward, dtype=np.float64), "reward")
-            costs = read_costs(info, done, self.cost_keys) if m else cost_buf[t]
-            next_raw = check_finite(np.asarray(next_raw, dtype=np.float64), "observation")
-            final_raw = next_raw
-            if done.any():
-                final_raw = next_raw.copy()
-                final_obs = info["final_obs"]
-                for i in np.flatnonzero(done):
-                    final_raw[i] = final_obs[i]
-                check_finite(final_raw, "final observation")
-            obs_buf.append(obs)
-            act_buf.append(action_np)
-            next_buf.append(normalizer(final_raw))
-            rew_buf[t], cost_buf[t], term_buf[t], done_buf[t] = reward, costs, terminated, done
-            self.ep_return += reward
-            self.ep_cost += costs
+            rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, done
+            check_finite(rew_buf[t], "reward")
+            if m:
+                cost_buf[t] = read_costs(info, done, self.cost_keys)
+                self.ep_cost += cost_buf[t]
+            self.raw_obs = check_finite(np.asarray(next_raw, dtype=np.float64), "observation")
+            final_raw_buf[t] = self.raw_obs
+            self.ep_return += rew_buf[t]
             self.ep_len += 1
-            for i in np.flatnonzero(done):
-                ep_returns.append(float(self.ep_return[i]))
-                ep_costs.append(self.ep_cost[i].copy())
-                ep_lens.append(int(self.ep_len[i]))
-            self.ep_return[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
-            self.raw_obs = next_raw
+            if done.any():  # rare: only steps where an episode ended pay for what follows
+                for i in np.flatnonzero(done):
+                    final_raw_buf[t, i] = info["final_obs"][i]
+                    ep_returns.append(float(self.ep_return[i]))
+                    ep_costs.append(self.ep_cost[i].copy())
+                    ep_lens.append(int(self.ep_len[i]))
+                check_finite(final_raw_buf[t], "final observation")
+                self.ep_return[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
+            if update_stats_per_step:  # the statistics move every step: use this step's
+                normalize(final_raw_buf[t], out=next_buf[t])
+        if not update_stats_per_step:  # fixed statistics: one vectorised pass for all steps
+            normalize(final_raw_buf, out=next_buf)
+        act_np = np.stack(actions)
+        log_probs = policy.log_prob_from_aux(torch.from_numpy(act_np),
+                                             torch.from_numpy(np.stack(aux)))
         return Rollout(
-            obs=np.stack(obs_buf), actions=np.stack(act_buf).astype(
-                np.float32 if act_buf[0].dtype.kind == "f" else np.int64),
-            log_probs=np.stack(logp_buf), rewards=rew_buf, costs=cost_buf, terminated=term_buf,
-            done=done_buf, next_obs=np.stack(next_buf), episode_returns=ep_returns,
-            episode_costs=np.array(ep_costs).reshape(len(ep_costs), m),
-            episode_lengths=ep_lens, raw_obs=np.stack(raw_buf))
+            obs=obs_buf, actions=act_np.astype(np.float32 if act_np.dtype.kind == "f"
+                                               else np.int64),
+            log_probs=log_probs.numpy(), rewards=rew_buf,
+            costs=cost_buf, terminated=term_buf, done=done_buf, next_obs=next_buf,
+            episode_returns=ep_returns, episode_costs=np.array(ep_costs).reshape(len(ep_costs), m),
+            episode_lengths=ep_lens, raw_obs=raw_buf)
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
@@ -155,9 +163,10 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
     not_terminal = 1.0 - terminated.astype(np.float64)
     not_done = 1.0 - done.astype(np.float64)
     deltas = rewards + gamma * not_terminal * next_values - values
+    carry = gamma * lam * not_done  # how much of step t+1's advantage flows back to step t
     adv = np.zeros_like(deltas)
     running = np.zeros(deltas.shape[1:])
     for t in range(len(deltas) - 1, -1, -1):
-        running = deltas[t] + gamma * lam * not_done[t] * running
+        running = deltas[t] + carry[t] * running
         adv[t] = running
     return adv, adv + values

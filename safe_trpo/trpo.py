@@ -31,6 +31,20 @@ class PolicyBatch:
         self.old_log_probs = old_log_probs
         with torch.no_grad():
             self.old_dist: Distribution = policy.detach(policy.distribution(obs))
+        self._trial: tuple[torch.Tensor, Distribution] | None = None
+
+    @torch.no_grad()
+    def trial_distribution(self, policy: Policy) -> Distribution:
+        """The policy's distribution on ``obs`` at its current parameters, without a graph.
+
+        A line-search try needs it more than once (the KL, then the surrogates in ``accept``).
+        It is computed once per parameter vector, which is compared exactly, so a value from
+        other parameters is never returned.
+        """
+        params = flat_params(policy)
+        if self._trial is None or not torch.equal(self._trial[0], params):
+            self._trial = (params, policy.distribution(self.obs))
+        return self._trial[1]
 
 
 def flat_params(module: nn.Module) -> torch.Tensor:
@@ -73,15 +87,20 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
     return x
 
 
-def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float
+def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
+                          dist: Distribution | None = None
                           ) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (H + damping I) v, H the Hessian of mean KL(old || theta) at theta = theta_old.
 
     Double backprop: the KL's gradient is built once with its graph kept, and each product is
     one more backward pass through it. The KL's gradient is zero at theta_old, but its
-    derivative (the Hessian) is not, which is why the graph is needed.
+    derivative (the Hessian) is not, which is why the graph is needed. ``dist`` is the policy's
+    distribution on ``batch.obs`` at the current parameters, with its graph, when the caller
+    already has that forward pass; by default it is computed here.
     """
-    kl = policy.kl(batch.old_dist, policy.distribution(batch.obs)).mean()
+    if dist is None:
+        dist = policy.distribution(batch.obs)
+    kl = policy.kl(batch.old_dist, dist).mean()
     grad_kl = flat_grad(kl, policy, create_graph=True)
 
     def product(v: torch.Tensor) -> torch.Tensor:
@@ -91,16 +110,24 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float
     return product
 
 
-def surrogate(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor) -> torch.Tensor:
-    """mean(ratio * A): its gradient at theta_old is the policy gradient."""
-    log_probs = policy.log_prob(policy.distribution(batch.obs), batch.actions)
+def surrogate(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor,
+              dist: Distribution | None = None) -> torch.Tensor:
+    """mean(ratio * A): its gradient at theta_old is the policy gradient.
+
+    ``dist`` as in ``fisher_vector_product``. Without it, a call under ``torch.no_grad()`` (a
+    line-search try) reuses ``batch.trial_distribution``, shared with ``mean_kl``.
+    """
+    if dist is None:
+        dist = (policy.distribution(batch.obs) if torch.is_grad_enabled()
+                else batch.trial_distribution(policy))
+    log_probs = policy.log_prob(dist, batch.actions)
     return (torch.exp(log_probs - batch.old_log_probs) * advantages).mean()
 
 
 @torch.no_grad()
 def mean_kl(policy: Policy, batch: PolicyBatch) -> float:
     """Mean KL(old || current) over the whole batch: the audited figure."""
-    return float(policy.kl(batch.old_dist, policy.distribution(batch.obs)).mean())
+    return float(policy.kl(batch.old_dist, batch.trial_distribution(policy)).mean())
 
 
 @dataclass(frozen=True)
@@ -144,10 +171,11 @@ def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, targ
               cg_iters: int, cg_damping: float, backtrack_iters: int, backtrack_coeff: float
               ) -> TrpoStepResult:
     """One TRPO update of ``policy`` in place; see the module docstring for the math."""
-    loss_old = surrogate(policy, batch, advantages)
-    g = flat_grad(loss_old, policy)
+    dist = policy.distribution(batch.obs)  # one forward pass serves g and the Fisher
+    loss_old = surrogate(policy, batch, advantages, dist)
+    g = flat_grad(loss_old, policy, retain_graph=True)
     loss_old = float(loss_old.detach())
-    fvp = fisher_vector_product(policy, batch, cg_damping)
+    fvp = fisher_vector_product(policy, batch, cg_damping, dist)
     direction = conjugate_gradient(fvp, g, cg_iters)
     shs = float(direction @ fvp(direction))
     if not (shs > 0 and torch.isfinite(direction).all()):

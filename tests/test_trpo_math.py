@@ -196,3 +196,247 @@ def test_fast_sampling_log_prob_equals_the_distribution(discrete: bool) -> None:
         actions, log_probs = policy.sample(batch.obs)
         expected = policy.log_prob(policy.distribution(batch.obs), actions)
     torch.testing.assert_close(log_probs, expected, rtol=1e-10, atol=1e-10)
+
+
+# --- Fast paths (numpy tanh, hand-written critic backward, direct Adam kernel, rollout) ---
+# Each is checked against the straightforward torch computation it replaces.
+
+
+def test_numpy_tanh_agrees_with_torch_tanh_to_one_ulp() -> None:
+    from safe_trpo.networks import Tanh, tanh_
+
+    x = np.concatenate([np.linspace(-20, 20, 400_001, dtype=np.float32),
+                        np.logspace(-30, 1, 10_000, dtype=np.float32)])
+    ours = tanh_(torch.from_numpy(x.copy())).numpy()
+    theirs = torch.tanh(torch.from_numpy(x)).numpy()
+    ulps = np.abs(ours.view(np.int32).astype(np.int64) - theirs.view(np.int32).astype(np.int64))
+    assert ulps.max() <= 1
+    module_out = Tanh()(torch.from_numpy(x))
+    assert torch.equal(module_out, torch.from_numpy(ours))
+
+
+def test_tanh_module_first_and_second_derivatives_are_tanh_s() -> None:
+    from torch.autograd import gradcheck, gradgradcheck
+
+    from safe_trpo.networks import Tanh
+
+    gen = torch.Generator().manual_seed(0)
+    x = (2 * torch.randn(6, 5, generator=gen, dtype=torch.float64)).requires_grad_()
+    tanh = Tanh()
+    assert gradcheck(tanh, (x,)) and gradgradcheck(tanh, (x,))
+    x_t = x.detach().t().contiguous().t().requires_grad_()  # non-contiguous input
+    (g_ours,) = torch.autograd.grad(tanh(x_t).sum(), x_t, create_graph=True)
+    (g_ref,) = torch.autograd.grad(torch.tanh(x_t).sum(), x_t, create_graph=True)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-12, atol=1e-14)
+    (gg_ours,) = torch.autograd.grad(g_ours.sum(), x_t)
+    (gg_ref,) = torch.autograd.grad(g_ref.sum(), x_t)
+    torch.testing.assert_close(gg_ours, gg_ref, rtol=1e-12, atol=1e-14)
+
+
+def _critic(activation: str, seed: int):
+    from safe_trpo.networks import ValueNet
+
+    torch.manual_seed(seed)
+    critic = ValueNet(3, [16, 8], activation)
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.add_(0.2 * torch.randn_like(p))  # generic weights, non-zero biases
+    return critic
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("rows", [128, 100, 1])
+def test_hand_written_critic_gradient_equals_autograd(activation: str, rows: int) -> None:
+    from safe_trpo.fast_critic import SquaredErrorGrads
+
+    critic = _critic(activation, seed=rows)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(rows, 3, generator=gen)
+    y = 5 * torch.randn(rows, generator=gen)
+    loss = ((critic(x) - y) ** 2).mean()
+    expected = torch.autograd.grad(loss, list(critic.parameters()))
+    with torch.no_grad():
+        error, grads = SquaredErrorGrads(critic)(x, y)
+    torch.testing.assert_close(error.squeeze(-1), critic(x).detach() - y, rtol=0, atol=0)
+    for g, e, p in zip(grads, expected, critic.parameters(), strict=True):
+        assert g.shape == p.shape and g.is_contiguous()
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-7)
+
+
+def test_hand_written_critic_gradient_equals_autograd_with_torch_tanh() -> None:
+    # Against the textbook network (torch's own nn.Tanh): the only difference is numpy's tanh,
+    # 1 ulp at most, so the gradients agree to float32 rounding.
+    from safe_trpo.fast_critic import SquaredErrorGrads
+
+    critic = _critic("tanh", seed=3)
+    reference = torch.nn.Sequential(*[torch.nn.Tanh() if isinstance(m, torch.nn.Tanh) else m
+                                      for m in critic.net])
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(128, 3, generator=gen), 5 * torch.randn(128, 1, generator=gen)
+    expected = torch.autograd.grad(((reference(x) - y) ** 2).mean(), list(critic.parameters()))
+    with torch.no_grad():
+        _, grads = SquaredErrorGrads(critic)(x, y)
+    for g, e in zip(grads, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_adam_stepper_is_bit_for_bit_the_optimiser_step(fused: bool) -> None:
+    from safe_trpo.fast_critic import AdamStepper
+
+    ours, reference = _critic("tanh", seed=0), _critic("tanh", seed=0)
+    opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-3, fused=fused)
+    opt_ref = torch.optim.Adam(reference.parameters(), lr=1e-3, fused=fused)
+    stepper = AdamStepper(opt_ours, list(ours.parameters()))
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(6):
+        grads = [torch.randn(p.shape, generator=gen) for p in ours.parameters()]
+        stepper.step(grads)
+        for p, g in zip(reference.parameters(), grads, strict=True):
+            p.grad = g.clone()
+        opt_ref.step()
+    for p, q in zip(ours.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(p, q)
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(opt_ours.state[p][key], opt_ref.state[q][key])
+
+
+def test_fit_critics_equals_the_autograd_training_loop() -> None:
+    from types import SimpleNamespace
+
+    from safe_trpo.learn import fit_critics
+
+    def make_state():
+        critics = torch.nn.ModuleList([_critic("tanh", seed=7), _critic("tanh", seed=8)])
+        optim = torch.optim.Adam(critics.parameters(), lr=1e-3, fused=True)
+        return SimpleNamespace(critics=critics, critic_optim=optim,
+                               rng=np.random.default_rng(0))
+
+    gen = torch.Generator().manual_seed(3)
+    obs, targets = torch.randn(300, 3, generator=gen), 3 * torch.randn(2, 300, generator=gen)
+    ours, reference = make_state(), make_state()
+    losses = fit_critics(ours, obs, targets, epochs=3, minibatch=128)
+    for _ in range(3):  # the loop fit_critics replaces: autograd and Optimizer.step
+        order = torch.from_numpy(reference.rng.permutation(300))
+        last = torch.zeros(2)
+        for start in range(0, 300, 128):
+            idx = order[start:start + 128]
+            per_critic = torch.stack([((c(obs[idx]) - targets[k, idx]) ** 2).mean()
+                                      for k, c in enumerate(reference.critics)])
+            reference.critic_optim.zero_grad()
+            per_critic.sum().backward()
+            reference.critic_optim.step()
+            last += per_critic.detach() * len(idx) / 300
+    for p, q in zip(ours.critics.parameters(), reference.critics.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(losses, last.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_mlp_function_matches_the_module(activation: str) -> None:
+    from safe_trpo.networks import mlp_function
+
+    net = _critic(activation, seed=4).net
+    x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(mlp_function(net)(x), expected, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # in-place parameter updates are seen without rebuilding
+        for p in net.parameters():
+            p.mul_(0.5)
+        expected = net(torch.from_numpy(x)).numpy()
+    forward = mlp_function(net)
+    np.testing.assert_allclose(forward(x), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_rollout_sampler_draws_like_sample_with_its_log_probs(discrete: bool) -> None:
+    policy, batch = _tiny_batch(discrete)
+    policy = policy.float()
+    obs = batch.obs.float()
+    torch.manual_seed(11)
+    with torch.no_grad():
+        expected_actions, expected_logp = policy.sample(obs)
+    torch.manual_seed(11)
+    actions, aux = policy.rollout_sampler()(obs.numpy())
+    logp = policy.log_prob_from_aux(torch.from_numpy(actions), torch.from_numpy(aux))
+    if discrete:
+        assert np.array_equal(actions, expected_actions.numpy())
+    else:
+        np.testing.assert_allclose(actions, expected_actions.numpy(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logp.detach(), expected_logp, rtol=1e-5, atol=1e-5)
+    # ... and they are the policy's own density at the drawn actions.
+    with torch.no_grad():
+        density = policy.log_prob(policy.distribution(obs), torch.from_numpy(actions))
+    torch.testing.assert_close(logp.detach(), density, rtol=1e-4, atol=1e-4)
+
+
+def test_trial_distribution_is_recomputed_when_the_parameters_change() -> None:
+    policy, batch = _tiny_batch(discrete=False)
+    theta = flat_params(policy).clone()
+    assert mean_kl(policy, batch) == 0.0
+    set_flat_params(policy, theta * 1.1)
+    with torch.no_grad():
+        fresh = float(policy.kl(batch.old_dist, policy.distribution(batch.obs)).mean())
+    assert mean_kl(policy, batch) == fresh > 0
+    set_flat_params(policy, theta)
+    assert mean_kl(policy, batch) == 0.0
+
+
+def test_collect_buffers_are_consistent_with_the_env_and_the_policy() -> None:
+    import gymnasium as gym
+
+    from safe_trpo.networks import ObsNormalizer
+    from safe_trpo.rollout import RolloutCollector
+
+    envs = gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    torch.manual_seed(0)
+    policy = make_policy(envs.single_observation_space, envs.single_action_space, [16],
+                         "tanh", 0.0)
+    norm = ObsNormalizer(3)
+    norm.update(np.random.default_rng(0).normal(size=(50, 3)))
+    collector = RolloutCollector(envs, [], seed=3)
+    r = collector.collect(policy, norm, 250)  # every copy's episode ends at step 199
+    envs.close()
+    np.testing.assert_array_equal(r.obs, norm(r.raw_obs))
+    assert r.done[199].all() and r.done.sum() == 3 and not r.terminated.any()
+    continuing = ~r.done[:-1]
+    np.testing.assert_array_equal(r.next_obs[:-1][continuing], r.obs[1:][continuing])
+    # At the truncation, next_obs is the episode's last observation, not the reset one.
+    assert not np.allclose(r.next_obs[199], r.obs[200])
+    np.testing.assert_allclose(r.episode_returns, r.rewards[:200].sum(0), rtol=1e-12)
+    assert r.episode_lengths == [200, 200, 200]
+    with torch.no_grad():
+        density = policy.log_prob(policy.distribution(torch.from_numpy(r.obs)),
+                                  torch.from_numpy(r.actions))
+    np.testing.assert_allclose(r.log_probs, density.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_native_pendulum_vector_env_follows_gymnasium_pendulum_step_by_step() -> None:
+    import gymnasium as gym
+
+    from envs.pendulum_vec import PendulumVectorEnv
+
+    n, seed = 3, 5
+    native = PendulumVectorEnv(num_envs=n)
+    singles = [gym.make("Pendulum-v1") for _ in range(n)]
+    obs, _ = native.reset(seed=seed)
+    expected = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(singles)])
+    np.testing.assert_allclose(obs, expected, rtol=0, atol=1e-6)
+    rng = np.random.default_rng(0)
+    resets = 0
+    for _ in range(450):  # through two autoresets (time limit 200)
+        actions = rng.uniform(-3, 3, size=(n, 1)).astype(np.float32)  # some beyond +-2
+        obs, reward, terminated, truncated, info = native.step(actions)
+        for i, env in enumerate(singles):
+            o, r, term, trunc, _ = env.step(actions[i])
+            assert (term, trunc) == (terminated[i], truncated[i])
+            assert reward[i] == pytest.approx(r, rel=1e-6, abs=1e-6)
+            if trunc:  # SAME_STEP autoreset: last observation in final_obs, then a new episode
+                np.testing.assert_allclose(info["final_obs"][i], o, rtol=0, atol=1e-6)
+                o, _ = env.reset()
+                resets += 1
+            np.testing.assert_allclose(obs[i], o, rtol=0, atol=1e-6)
+    assert resets == 2 * n
+    native.close()

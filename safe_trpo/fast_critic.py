@@ -1,0 +1,128 @@
+"""Critic regression without autograd: the MLP's backward pass written out, and Adam's fused
+kernel called without ``Optimizer.step``'s per-call overhead.
+
+``fit_critics`` takes 160 small Adam steps per update (10 epochs x 16 minibatches of 128 rows
+in the usual settings). At that size, autograd's bookkeeping (building the graph, hooks,
+gradient accumulation) and ``Optimizer.step``'s (grad-mode guards, profiler hooks, regrouping
+the tensors by device) cost about as much as the arithmetic. Nothing here changes the
+arithmetic:
+
+- the forward pass is the critic's own (``addmm`` as in ``F.linear``, tanh by numpy as in
+  ``networks.Tanh``), and its backward, a few matrix products, is written out with the kernels
+  autograd itself calls for it (``mm``, ``sum``, ``tanh_backward`` / ``threshold_backward``)
+  in the same order, so the gradients are autograd's (bit for bit with torch 2.13);
+- the Adam step runs the same fused kernel on the optimiser's own state tensors, so the
+  parameters and the checkpointed optimiser state are bit for bit what ``optim.step()`` gives.
+
+tests/test_trpo_math.py checks both against ``loss.backward()`` and ``optim.step()``.
+
+For the loss mean((V(x) - y)^2) over B rows, with layers h_{i+1} = act(h_i W_i^T + b_i):
+dL/dV = 2 (V - y) / B; through a Linear layer, dL/dW = g^T h, dL/db = sum_rows g, and
+dL/dh = g W; through tanh, dL/dz = g (1 - tanh(z)^2) (from the layer's output); through relu,
+g where the output is positive.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from safe_trpo.networks import ValueNet, tanh_
+
+_aten = torch.ops.aten
+
+
+class SquaredErrorGrads:
+    """Gradient of mean((V(x) - y)^2) for one critic, by the backward pass written out."""
+
+    def __init__(self, critic: ValueNet) -> None:
+        # (weight, bias) for a Linear layer, the activation module otherwise; the parameter
+        # tensors are read at each call, so in-place optimiser steps are seen.
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | nn.Module] = [
+            (layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer
+            for layer in critic.net]
+        for layer in self.layers:
+            if not isinstance(layer, tuple | nn.Tanh | nn.ReLU):
+                raise TypeError(f"no hand-written backward for {type(layer).__name__}")
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(V(x) - y, the gradient for each of ``critic.parameters()``, in that order).
+
+        ``x`` is (B, obs_dim), ``y`` is (B, 1) (the shape of the network's output; (B,) is
+        accepted too); the error has y's shape. Call under ``torch.no_grad()``.
+        """
+        if y.dim() == 1:
+            y = y.unsqueeze(-1)
+        outputs = [x]  # outputs[i] is the input of layers[i]
+        for layer in self.layers:
+            h = outputs[-1]
+            if isinstance(layer, tuple):
+                outputs.append(torch.addmm(layer[1], h, layer[0].t()))  # what F.linear runs
+            elif isinstance(layer, nn.Tanh):
+                outputs.append(tanh_(h.clone() if h is x else h))
+            else:
+                outputs.append(torch.relu(h))
+        error = outputs[-1] - y
+        grad = error * (2.0 / x.shape[0])  # d mean(e^2) / de
+        grads: list[torch.Tensor] = []  # filled from the last layer back
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if isinstance(layer, tuple):
+                grads.append(grad.sum(0))  # bias
+                grads.append(grad.t().mm(outputs[i]))  # weight, (out, in) like the parameter
+                if i > 0:
+                    grad = grad.mm(layer[0])
+            elif isinstance(layer, nn.Tanh):
+                grad = _aten.tanh_backward(grad, outputs[i + 1])
+            else:
+                grad = _aten.threshold_backward(grad, outputs[i + 1], 0)
+        return error, grads[::-1]
+
+
+class AdamStepper:
+    """Applies ``optim``'s update for given gradients of ``params`` (all of its parameters).
+
+    For a plain fused torch Adam (``fused=True``; no amsgrad, maximize or capturable) the
+    steps after the first run the fused kernel directly on the optimiser's state, exactly as
+    ``Adam.step`` does (step counters + 1, then ``_fused_adam_``). The first step, and every
+    step of any other optimiser, goes through ``optim.step()``.
+    """
+
+    def __init__(self, optim: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+        self.optim = optim
+        self.params = params
+        self._fused: dict | None = None  # the kernel's arguments once the state exists
+
+    def step(self, grads: list[torch.Tensor]) -> None:
+        if self._fused is not None:
+            torch._foreach_add_(self._fused["state_steps"], 1)
+            torch._fused_adam_(self.params, grads, **self._fused)
+            return
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g
+        self.optim.step()
+        for p in self.params:
+            p.grad = None
+        self._fused = self._fused_arguments()
+
+    def _fused_arguments(self) -> dict | None:
+        optim = self.optim
+        if type(optim) is not torch.optim.Adam or len(optim.param_groups) != 1:
+            return None
+        group = optim.param_groups[0]
+        plain = (group["fused"] and not group["amsgrad"] and not group["maximize"]
+                 and not group["capturable"] and not group["differentiable"]
+                 and not group.get("decoupled_weight_decay", False)
+                 and all(isinstance(v, float) for v in (group["lr"], *group["betas"])))
+        same_params = len(group["params"]) == len(self.params) and all(
+            p is q for p, q in zip(group["params"], self.params, strict=True))
+        if not (plain and same_params and all(p in optim.state for p in self.params)):
+            return None
+        state = [optim.state[p] for p in self.params]
+        beta1, beta2 = group["betas"]
+        return {"exp_avgs": [s["exp_avg"] for s in state],
+                "exp_avg_sqs": [s["exp_avg_sq"] for s in state], "max_exp_avg_sqs": [],
+                "state_steps": [s["step"] for s in state], "amsgrad": False,
+                "lr": group["lr"], "beta1": beta1, "beta2": beta2,
+                "weight_decay": group["weight_decay"], "eps": group["eps"], "maximize": False}
