@@ -26,7 +26,8 @@ class TrainedPolicy:
         self.scenario = scenario
         self.checkpoint = checkpoint
         payload = read_checkpoint(checkpoint)
-        obs_space, self.action_space = spaces_from_spec(payload["space_spec"])
+        self.obs_space, self.action_space = spaces_from_spec(payload["space_spec"])
+        obs_space = self.obs_space
         a = scenario.algo
         self.policy = make_policy(obs_space, self.action_space, a.hidden_sizes, a.activation,
                                   a.init_log_std)

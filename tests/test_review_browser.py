@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cdp import chromium, find_chromium, wait_until
+from cdp import chromium, find_chromium, stop_process, wait_until
 from review_fixtures import head, make_run
 
 from safe_trpo import audit
@@ -58,12 +58,7 @@ def server(tmp_path):
             raise RuntimeError(f"the app exited early:\n{log_path.read_text()}")
         yield f"http://127.0.0.1:{port}", reports
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture
