@@ -74,8 +74,8 @@ class AuditLog:
     """Appends hash-chained lines to ``<run_dir>/audit.jsonl``.
 
     Opening an existing log continues its chain. A last line cut off by a crash is moved aside to
-    ``audit.jsonl.cut-<seq>`` (kept, never deleted) and reported in the ``resumed`` line the
-    caller writes next, so the chain stays verifiable after a resume.
+    ``audit.jsonl.cut-<seq>`` (kept, never deleted) and recorded in a ``tail_repaired`` line, so
+    the chain stays verifiable and says what was removed from it.
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -83,10 +83,22 @@ class AuditLog:
         self.next_seq = 0
         self.head_hash = GENESIS_HASH
         self.cut_tail: dict[str, Any] | None = None
-        if self.path.exists():
-            self._continue_existing()
         self._file = open(self.path, "ab")  # noqa: SIM115 (held open for the run)
-        self._size = os.fstat(self._file.fileno()).st_size
+        # Under the writers' lock a partial last line can only be a crash, never a live
+        # writer's line in progress.
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        try:
+            if os.fstat(self._file.fileno()).st_size:
+                self._continue_existing()
+            self._size = os.fstat(self._file.fileno()).st_size
+        except BaseException:
+            self._file.close()
+            raise
+        finally:
+            if not self._file.closed:
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        if self.cut_tail is not None:
+            self.append("tail_repaired", cut_tail=self.cut_tail)
 
     def _continue_existing(self) -> None:
         data = self.path.read_bytes()
@@ -95,16 +107,27 @@ class AuditLog:
             raise UserError(f"{self.path}: cannot append to a broken chain: {verdict.message}")
         if verdict.status == "interrupted":
             keep = verdict.valid_bytes
-            side = self.path.with_name(f"{AUDIT_FILE}.cut-{verdict.n_lines}")
-            side.write_bytes(data[keep:])
-            with open(self.path, "r+b") as f:
-                f.truncate(keep)
-                f.flush()
-                os.fsync(f.fileno())
+            side = self._keep_aside(data[keep:], verdict.n_lines)
+            os.ftruncate(self._file.fileno(), keep)
+            os.fsync(self._file.fileno())
             self.cut_tail = {"file": side.name, "bytes": len(data) - keep,
                              "sha256": hashlib.sha256(data[keep:]).hexdigest()}
         self.next_seq = verdict.n_lines
         self.head_hash = verdict.head_hash
+
+    def _keep_aside(self, tail: bytes, seq: int) -> Path:
+        """Save a crash-cut tail in a new file (never overwriting an earlier one)."""
+        for k in range(1000):
+            side = self.path.with_name(f"{AUDIT_FILE}.cut-{seq}" + (f".{k}" if k else ""))
+            try:
+                with open(side, "xb") as f:
+                    f.write(tail)
+                    f.flush()
+                    os.fsync(f.fileno())
+                return side
+            except FileExistsError:
+                continue
+        raise UserError(f"{self.path}: cannot keep the cut-off tail aside")
 
     def append(self, type_: str, **fields: Any) -> dict[str, Any]:
         """Write one line, flushed and fsync'ed before returning; returns the written object.
@@ -195,15 +218,21 @@ def verify_chain_bytes(data: bytes) -> ChainVerdict:
         if obj.get("seq") != i:
             return verdict("tampered", i, f"line seq {i}: seq is {obj.get('seq')!r}, expected {i}")
         if obj.get("prev_hash") != prev:
-            return verdict("tampered", i, f"line seq {i}: prev_hash does not match line {i - 1}")
+            previous = f"line {i - 1}" if i else "the genesis value (64 zeros)"
+            return verdict("tampered", i, f"line seq {i}: prev_hash does not match {previous}")
         if obj.get("hash") != line_hash(obj):
             return verdict("tampered", i, f"line seq {i}: hash does not match its content")
+        if raw != canonical_json(obj).encode("utf-8"):
+            # Same parsed object, different bytes (spacing, key order, a duplicate key that
+            # json.loads drops): still an edit of the line, and other readers may see it.
+            return verdict("tampered", i, f"line seq {i}: bytes are not the canonical "
+                                          f"serialisation of the hashed object")
         lines.append(obj)
         prev = obj["hash"]
         offset += len(raw) + 1
     if tail:
-        # No final newline: the writer died mid-line (a crash), unless the bytes form a valid
-        # line, which only editing produces.
+        # No final newline: the writer died before finishing the line (a crash). The bytes are
+        # not trusted as a line even if they parse.
         return verdict("interrupted", len(lines),
                        f"line seq {len(lines)}: cut off (crash while writing); "
                        f"{len(lines)} earlier lines verified")

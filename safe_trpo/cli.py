@@ -7,6 +7,7 @@ a run that did not complete exits 1; success exits 0. Never a bare traceback for
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a run's policy on fresh seeds")
     e.add_argument("run", type=Path)
-    e.add_argument("--episodes", type=int)
+    e.add_argument("--episodes", type=_positive_int)
     e.add_argument("--seed", type=int)
 
     v = sub.add_parser("verify", help="check a run's audit chain and recorded files")
@@ -70,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def _train(args: argparse.Namespace) -> int:
     from safe_trpo.config import load_scenario
     from safe_trpo.trainer import start_run
@@ -78,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides.append(f"run.seed={args.seed}")
     if args.out is not None:
-        overrides.append(f"run.out_dir={str(args.out)!r}")
+        overrides.append(f"run.out_dir={json.dumps(str(args.out))}")  # a TOML basic string
     scenario = load_scenario(args.scenario, overrides)
     outcome = start_run(scenario, progress=not args.no_progress)
     return _finish(outcome)

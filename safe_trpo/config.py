@@ -68,7 +68,7 @@ class AlgoConfig:
     cg_iters: int = _f(10, "Conjugate-gradient iterations per solve; 10-20.", ge=1, le=200)
     cg_damping: float = _f(0.1, "Damping added to the Fisher matrix (F + damping*I) so CG is "
                                 "well posed when F is near singular; 0.01-0.1. Raise it if "
-                                "steps are erratic.", ge=0)
+                                "steps are erratic.", gt=0)
     backtrack_iters: int = _f(10, "Line-search tries before the step is rejected.", ge=1, le=50)
     backtrack_coeff: float = _f(0.8, "Step shrink factor per line-search try.", gt=0, lt=1)
     critic_lr: float = _f(1e-3, "Adam learning rate of the value and cost critics.", gt=0)
@@ -207,7 +207,8 @@ def _check_consistency(s: Scenario, source: str) -> None:
     if s.algo.name in ("cpo", "trpo-lag") and not s.constraints:
         raise UserError(f"{source}: [algo] name = '{s.algo.name}' needs at least one "
                         f"[[constraints]] table")
-    if not all(isinstance(h, int) and h > 0 for h in s.algo.hidden_sizes) \
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0
+               for h in s.algo.hidden_sizes) \
             or not s.algo.hidden_sizes:
         raise UserError(f"{source}: [algo] hidden_sizes: expected a list of positive integers, "
                         f"got {s.algo.hidden_sizes!r}")
@@ -263,6 +264,10 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+    for section in ("env", "algo", "run", "eval"):
+        if section in data and not isinstance(data[section], dict):
+            raise UserError(f"{path}: [{section}] must be a table, got "
+                            f"{type(data[section]).__name__}")
     for assignment in overrides:
         apply_override(data, assignment)
     files = data.get("env", {}).get("data_files", {})

@@ -60,7 +60,7 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
     r = (b @ hinv_g).double().numpy()
     s = (b @ hinv_b.T).double().numpy()
     s = 0.5 * (s + s.T)  # CG solves are approximate; the solver expects a symmetric S
-    solution = solve_step(q, r, s, np.asarray(margins, dtype=np.float64), target_kl)
+    solution = _solve_or_fail(q, r, s, np.asarray(margins, dtype=np.float64), target_kl)
     beta = torch.tensor(np.array(solution.beta, dtype=np.float64), dtype=g.dtype)
     full_step = solution.alpha * hinv_g + beta @ hinv_b
     predicted = (b @ full_step).double().numpy()
@@ -86,6 +86,29 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
 
     search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
     return CpoUpdate(search, solution, np.asarray(margins), predicted)
+
+
+def _solve_or_fail(q: float, r: np.ndarray, s: np.ndarray, c: np.ndarray, delta: float
+                   ) -> CpoStep:
+    """``solve_step``, with inexact CG output turned into a recorded failure, not a crash.
+
+    q and diag(S) are squared norms; float32 CG can leave them a hair below zero, which is
+    rounding and is clipped. Anything non-finite, or clearly negative, means the CG solves broke
+    down: no step is taken and the row says why.
+    """
+    m = len(c)
+    scale = max(abs(q), float(np.abs(np.diag(s)).max(initial=0.0)), 1e-30)
+    finite = np.isfinite(q) and np.all(np.isfinite(r)) and np.all(np.isfinite(s)) \
+        and np.all(np.isfinite(c))
+    if finite and q >= -1e-6 * scale and np.all(np.diag(s) >= -1e-6 * scale):
+        q = max(q, 0.0)
+        s = s.copy()
+        np.fill_diagonal(s, np.maximum(np.diag(s), 0.0))
+        return solve_step(q, r, s, c, delta)
+    return CpoStep(alpha=0.0, beta=np.zeros(m), lam=float("nan"), nu=np.full(m, np.nan),
+                   case="failed", solver_status="conjugate-gradient output not finite or not "
+                   "positive (no step taken)", solve_time_ms=0.0, predicted_reward_gain=0.0,
+                   predicted_cost_change=np.zeros(m), predicted_kl=0.0)
 
 
 def per_step_margins(step_costs: np.ndarray, limits: np.ndarray, horizon: float) -> np.ndarray:

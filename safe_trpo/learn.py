@@ -21,7 +21,13 @@ from safe_trpo.constrained import (
 )
 from safe_trpo.fast_critic import AdamStepper, SquaredErrorGrads
 from safe_trpo.rollout import Rollout, gae
-from safe_trpo.trpo import PolicyBatch, flat_params, set_flat_params, trpo_step
+from safe_trpo.trpo import (
+    LineSearchResult,
+    PolicyBatch,
+    flat_params,
+    set_flat_params,
+    trpo_step,
+)
 
 
 def _standardise(x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +123,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
     if r.episode_lengths:
         state.horizon = float(np.mean(r.episode_lengths))
     limits = np.array([c.limit for c in scenario.constraints])
-    ep_costs = r.episode_costs.mean(0) if len(r.episode_returns) else None
+    ep_costs = r.episode_costs.mean(0) if len(r.episode_returns) else None  # (m,)
 
     before = flat_params(state.policy).clone()
     step_args = (a.target_kl, a.cg_iters, a.cg_damping, a.backtrack_iters, a.backtrack_coeff)
@@ -130,9 +136,10 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
                           *step_args)
         search, sol = result.search, result.solution
         state.nu = np.asarray(sol.nu, dtype=np.float64)
-        cpo_fields = {**sol.audit_fields(), "margins_per_step": margins, "horizon": horizon,
+        # excess_per_step is c_i (> 0: over budget), unlike constraints[].margin (> 0: slack).
+        cpo_fields = {**sol.audit_fields(), "excess_per_step": margins, "horizon": horizon,
                       "predicted_cost_change": result.predicted_cost_change}
-        expected = None
+        expected = sol.predicted_reward_gain
     else:
         advantage = reward_adv
         if a.name == "trpo-lag":
@@ -147,13 +154,15 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
     if not torch.isfinite(flat_params(state.policy)).all():
         set_flat_params(state.policy, before)  # never keep a broken policy
         nan_event = "policy parameters became non-finite; step reverted"
+        search = LineSearchResult(False, search.backtracks, 0.0, 0.0, 0.0)
     losses = fit_critics(state, obs, torch.from_numpy(rets).float(), a.critic_epochs,
                          a.critic_minibatch)
     row = {
-        "algo": a.name, "kl": search.kl if nan_event is None else 0.0,
-        "target_kl": a.target_kl, "accepted": search.accepted and nan_event is None,
-        "backtracks": search.backtracks, "step_fraction": search.step_fraction,
-        "surrogate_improvement": search.improvement, "expected_improvement": expected,
+        "algo": a.name, "kl": search.kl, "target_kl": a.target_kl,
+        "accepted": search.accepted, "backtracks": search.backtracks,
+        "step_fraction": search.step_fraction, "surrogate_improvement": search.improvement,
+        # First-order prediction for the full step (before the line search scaled it).
+        "expected_improvement": expected,
         **episode_summary(scenario, state, r),
         "cpo": cpo_fields, "value_loss": losses[0], "cost_value_losses": losses[1:],
     }

@@ -54,8 +54,9 @@ def make_vector_env(cfg: EnvConfig, num_envs: int | None = None) -> gym.vector.V
                 venv = gym.make_vec(cfg.id, num_envs=n, vectorization_mode="sync",
                                     vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
                                     **kwargs)
-    except TypeError as exc:
-        raise UserError(f"{where}: bad [env] kwargs ({exc})") from None
+    except (TypeError, ValueError, gym.error.Error) as exc:
+        raise UserError(f"{where}: the environment could not be built with these [env] "
+                        f"kwargs ({type(exc).__name__}: {exc})") from None
     mode = venv.metadata.get("autoreset_mode")
     if mode != AutoresetMode.SAME_STEP:
         raise UserError(f"{where}: its vector env uses autoreset mode {mode!r}; safe-trpo needs "

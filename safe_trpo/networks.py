@@ -20,6 +20,8 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
+from safe_trpo.errors import UserError
+
 # Argument validation re-checks every distribution's parameters on construction: a large share
 # of the per-step cost of acting with small networks. Our parameters are finite by construction
 # (the trainer reverts any step that makes them non-finite), so it only costs time.
@@ -235,13 +237,15 @@ def first_linear(module: nn.Module) -> nn.Linear:
 def make_policy(obs_space: spaces.Space, action_space: spaces.Space, hidden: list[int],
                 activation: str, init_log_std: float) -> Policy:
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-        raise ValueError(f"observations must be a flat Box, got {obs_space}")
+        raise UserError(f"unsupported observation space {obs_space}: safe-trpo's policies "
+                        f"read a flat Box (wrap the env with a flattening wrapper)")
     obs_dim = obs_space.shape[0]
     if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
         return GaussianPolicy(obs_dim, action_space.shape[0], hidden, activation, init_log_std)
     if isinstance(action_space, spaces.Discrete):
         return CategoricalPolicy(obs_dim, int(action_space.n), hidden, activation)
-    raise ValueError(f"unsupported action space {action_space} (flat Box or Discrete)")
+    raise UserError(f"unsupported action space {action_space}: safe-trpo's policies act in a "
+                    f"flat Box or a Discrete space")
 
 
 def clip_action(actions: np.ndarray, action_space: spaces.Space) -> np.ndarray:

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from safe_trpo.audit import read_lines, verify_run
 from safe_trpo.checkpoint import read_checkpoint, spaces_from_spec
-from safe_trpo.config import Scenario, scenario_from_dict
+from safe_trpo.config import Scenario
 from safe_trpo.errors import UserError
 from safe_trpo.networks import ObsNormalizer, clip_action, make_policy
+from safe_trpo.run_record import read_run_record
 
 
 class TrainedPolicy:
@@ -49,21 +49,10 @@ class TrainedPolicy:
 def load_policy(run_dir: str | Path) -> TrainedPolicy:
     """The policy of the newest checkpoint recorded in ``run_dir``'s audit chain.
 
-    The chain is verified first and the checkpoint must match its recorded hash: a policy that
-    cannot be tied to its record is refused.
+    The record must hold up first (``read_run_record``: chain, recorded files, data files): a
+    policy that cannot be tied to its record is refused.
     """
-    from safe_trpo.trainer import latest_checkpoint
-
-    run_dir = Path(run_dir)
-    verdict = verify_run(run_dir)
-    if verdict.chain.status == "tampered":
-        raise UserError(f"{run_dir}: audit chain fails verification ({verdict.chain.message})")
-    lines = read_lines(run_dir)[:verdict.chain.n_lines]
-    started = next((ln for ln in lines if ln.get("type") == "run_started"), None)
-    if started is None:
-        raise UserError(f"{run_dir}: no run_started line in the audit log")
-    checkpoint = latest_checkpoint(run_dir, lines)
-    if checkpoint is None:
-        raise UserError(f"{run_dir}: no checkpoint that matches its recorded hash")
-    scenario = scenario_from_dict(started["scenario"], source=f"{run_dir}/audit.jsonl")
-    return TrainedPolicy(run_dir, scenario, checkpoint)
+    record = read_run_record(Path(run_dir))
+    if record.checkpoint is None:
+        raise UserError(f"{run_dir}: no recorded checkpoint")
+    return TrainedPolicy(record.run_dir, record.scenario, record.checkpoint)

@@ -8,6 +8,8 @@ We keep that final observation so truncated episodes can be bootstrapped from V(
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -43,6 +45,19 @@ class NonFiniteError(RuntimeError):
     """The environment produced NaN or inf; carries where, for the audit record."""
 
 
+@contextmanager
+def env_errors(call: str) -> Iterator[None]:
+    """An exception raised inside the environment ends the run as a recorded failure with one
+    line naming it, rather than a traceback from deep inside someone else's code."""
+    try:
+        yield
+    except (UserError, NonFiniteError):
+        raise
+    except Exception as exc:
+        raise UserError(f"the environment's {call}() raised {type(exc).__name__}: {exc}"
+                        ) from exc
+
+
 def check_finite(x: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise NonFiniteError(f"environment returned a non-finite {what}")
@@ -66,7 +81,12 @@ def read_costs(info: dict[str, Any], done: np.ndarray, cost_keys: list[str]) -> 
                 raise UserError(f"environment does not report info['{key}'] (needed by a "
                                 f"[[constraints]] entry); it reports: {reported or 'no costs'}")
             out[rows, j] = np.asarray(source[key], dtype=np.float64)[rows]
-    return check_finite(out, "cost")
+    check_finite(out, "cost")
+    if (out < 0).any():
+        j = int(np.argwhere(out < 0)[0, 1])
+        raise UserError(f"environment reported a negative info['{cost_keys[j]}'] "
+                        f"({out[:, j].min():g}); costs must be >= 0")
+    return out
 
 
 class RolloutCollector:
@@ -76,7 +96,8 @@ class RolloutCollector:
         self.envs = envs
         self.cost_keys = cost_keys
         self.action_space = envs.single_action_space
-        obs, _ = envs.reset(seed=seed)
+        with env_errors("reset"):
+            obs, _ = envs.reset(seed=seed)
         self.raw_obs = check_finite(np.asarray(obs, dtype=np.float64), "initial observation")
         n = envs.num_envs
         self.ep_return = np.zeros(n)
@@ -114,8 +135,9 @@ class RolloutCollector:
             action, action_aux = draw(normalize(self.raw_obs, out=obs_buf[t]))
             actions.append(action)
             aux.append(action_aux)
-            next_raw, reward, terminated, truncated, info = self.envs.step(
-                clip_action(action, self.action_space))
+            with env_errors("step"):
+                next_raw, reward, terminated, truncated, info = self.envs.step(
+                    clip_action(action, self.action_space))
             done = np.logical_or(terminated, truncated)
             rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, done
             check_finite(rew_buf[t], "reward")

@@ -22,14 +22,15 @@ import torch
 from tqdm import tqdm
 
 from safe_trpo import __version__
-from safe_trpo.audit import AuditLog, file_sha256, read_lines, verify_run
+from safe_trpo.audit import AuditLog, file_sha256
 from safe_trpo.checkpoint import TrainState, load_state, new_state, save_checkpoint
-from safe_trpo.config import Scenario, data_file_hashes, scenario_from_dict, scenario_to_dict
+from safe_trpo.config import Scenario, data_file_hashes, scenario_to_dict
 from safe_trpo.errors import UserError
 from safe_trpo.learn import learn
 from safe_trpo.make_env import make_vector_env
 from safe_trpo.networks import first_linear
 from safe_trpo.rollout import NonFiniteError, RolloutCollector
+from safe_trpo.run_record import read_run_record
 
 # Resumed runs re-seed their environments (env states are not checkpointable in general);
 # this offset keeps those seeds away from the ones the run started with.
@@ -79,6 +80,9 @@ def _make_run_dir(scenario: Scenario) -> Path:
             return run_dir
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise UserError(f"[run] out_dir = {str(root)!r}: cannot create a run folder "
+                            f"({exc.strerror})") from None
     raise UserError(f"{root}: cannot create a fresh run folder for {base}")
 
 
@@ -99,44 +103,29 @@ def start_run(scenario: Scenario, progress: bool = True) -> RunOutcome:
                  seed=scenario.run.seed, versions=versions(), git_commit=git_commit(),
                  data_files=data_file_hashes(scenario), planned_updates=scenario.planned_updates,
                  **fields)
+    if source.is_file():
+        audit.append_file(run_dir, run_dir / "scenario.toml", role="scenario")
     return _train(scenario, run_dir, envs, state, audit, scenario.run.seed, progress)
 
 
-def latest_checkpoint(run_dir: Path, lines: list[dict[str, Any]]) -> Path | None:
-    """The newest checkpoint recorded in the chain whose file still matches its hash."""
-    for line in reversed(lines):
-        if line.get("type") == "file" and line.get("role") == "checkpoint":
-            path = run_dir / line["path"]
-            if path.is_file() and file_sha256(path) == line["sha256"]:
-                return path
-    return None
-
-
 def resume_run(run_dir: Path, progress: bool = True) -> RunOutcome:
-    """Continue ``run_dir`` from its last verified checkpoint to the planned total."""
-    run_dir = Path(run_dir)
-    verdict = verify_run(run_dir)
-    if verdict.chain.status == "tampered":
-        raise UserError(f"{run_dir}: audit chain fails verification, refusing to resume "
-                        f"({verdict.chain.message})")
-    lines = read_lines(run_dir)[:verdict.chain.n_lines]
-    started = next((ln for ln in lines if ln["type"] == "run_started"), None)
-    if started is None:
-        raise UserError(f"{run_dir}: no run_started line; not a resumable run")
-    finished = [ln for ln in lines if ln["type"] == "run_finished"]
+    """Continue ``run_dir`` from its newest recorded checkpoint to the planned total."""
+    record = read_run_record(run_dir)
+    run_dir = record.run_dir
+    finished = [ln for ln in record.lines if ln["type"] == "run_finished"]
     if finished and finished[-1]["status"] == "completed":
-        raise UserError(f"{run_dir}: run already completed its {started['planned_updates']} "
-                        f"updates")
-    scenario = scenario_from_dict(started["scenario"], source=f"{run_dir}/audit.jsonl")
-    checkpoint = latest_checkpoint(run_dir, lines)
-    if checkpoint is None:
-        raise UserError(f"{run_dir}: no verified checkpoint to resume from")
+        raise UserError(f"{run_dir}: run already completed its "
+                        f"{record.started['planned_updates']} updates")
+    if record.checkpoint is None:
+        raise UserError(f"{run_dir}: no recorded checkpoint to resume from")
+    scenario = record.scenario
     torch.set_num_threads(scenario.run.torch_threads)
-    state = load_state(scenario, checkpoint)
+    state = load_state(scenario, record.checkpoint)
     envs = make_vector_env(scenario.env)
     audit = AuditLog(run_dir)
     audit.append("resumed", from_update=state.update, env_steps=state.env_steps,
-                 checkpoint=checkpoint.relative_to(run_dir).as_posix(), cut_tail=audit.cut_tail)
+                 checkpoint=record.checkpoint.relative_to(run_dir).as_posix(),
+                 cut_tail=audit.cut_tail)
     env_seed = scenario.run.seed + RESUME_SEED_STRIDE * (state.update + 1)
     return _train(scenario, run_dir, envs, state, audit, env_seed, progress)
 

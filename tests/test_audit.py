@@ -147,3 +147,29 @@ def test_malformed_file_records_are_problems_not_crashes(tmp_path: Path, fields:
         log.append("file", **fields)
     verdict = verify_run(tmp_path)
     assert not verdict.ok and "line seq 0: file record" in verdict.summary
+
+
+@pytest.mark.parametrize("edit", [
+    lambda raw: raw.replace(b'"type":"update"', b'"type": "update"'),  # whitespace only
+    lambda raw: b'{"kl":0.9,' + raw[1:],  # a duplicate key json.loads would drop
+])
+def test_byte_edits_that_parse_to_the_same_object_are_tampering(tmp_path: Path, edit) -> None:
+    path = make_log(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = edit(lines[2])
+    path.write_bytes(b"\n".join(lines))
+    verdict = verify_run(tmp_path)
+    assert verdict.chain.status == "tampered" and verdict.chain.first_bad_seq == 2
+
+
+def test_repairing_a_cut_tail_is_recorded_and_never_overwrites_kept_bytes(tmp_path: Path) -> None:
+    path = make_log(tmp_path)
+    for _ in range(2):
+        data = path.read_bytes()
+        path.write_bytes(data + b'{"seq": 99, "partial')  # a crash mid-line
+        with AuditLog(tmp_path) as log:
+            log.append("evaluation")
+    kept = sorted(p.name for p in tmp_path.glob("audit.jsonl.cut-*"))
+    assert len(kept) == 2
+    types = [ln["type"] for ln in verify_run(tmp_path).chain.lines]
+    assert types.count("tail_repaired") == 2 and verify_run(tmp_path).ok

@@ -120,3 +120,30 @@ def test_data_files_resolve_against_the_scenario_folder(tmp_path: Path) -> None:
     bad = GOOD.replace('num_envs = 4', 'num_envs = 4\ndata_files = { prices = "data/q.csv" }')
     with pytest.raises(UserError, match="prices: file not found"):
         load_scenario(write(tmp_path, bad))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('env = 3\n', "[env] must be a table"),
+    ('run = "x"\n[env]\nid = "Pendulum-v1"\n', "[run] must be a table"),
+])
+def test_sections_that_are_not_tables_are_refused(tmp_path: Path, text: str,
+                                                  fragment: str) -> None:
+    with pytest.raises(UserError, match=fragment.replace("[", "\\[").replace("]", "\\]")):
+        load_scenario(write(tmp_path, text))
+
+
+def test_bad_env_kwargs_and_unsupported_spaces_are_one_line_errors(tmp_path: Path) -> None:
+    from safe_trpo.trainer import start_run
+
+    bad = GOOD.replace('num_envs = 4', 'num_envs = 4\nkwargs = { g = "heavy" }')
+    bad = bad.replace("[run]", f"[run]\nout_dir = {str(tmp_path / 'r')!r}")
+    with pytest.raises(UserError, match=r"environment's step\(\) raised TypeError"):
+        start_run(load_scenario(write(tmp_path, bad)), progress=False)
+    missing = GOOD.replace('num_envs = 4', 'num_envs = 4\nkwargs = { no_such_kwarg = 1 }')
+    missing = missing.replace("[run]", f"[run]\nout_dir = {str(tmp_path / 'r')!r}")
+    with pytest.raises(UserError, match="could not be built"):
+        start_run(load_scenario(write(tmp_path, missing)), progress=False)
+    tuple_obs = GOOD.replace('"Pendulum-v1"', '"Blackjack-v1"').replace(
+        "[run]", f"[run]\nout_dir = {str(tmp_path / 'r')!r}")
+    with pytest.raises(UserError, match="unsupported observation space"):
+        start_run(load_scenario(write(tmp_path, tuple_obs)), progress=False)

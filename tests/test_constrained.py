@@ -94,3 +94,59 @@ def test_speed_limit_env_contract() -> None:
         speeding += costs[0]
     # Full throttle from v ~ 0: v = 1 - 0.8^k (+ start), above 0.5 from the 4th step on.
     assert speeding == 7.0
+
+
+def test_per_step_margins_by_hand() -> None:
+    from safe_trpo.constrained import per_step_margins
+
+    costs = np.array([[[1.0, 0.0], [0.0, 0.0]], [[1.0, 2.0], [0.0, 2.0]]])  # (T=2, N=2, m=2)
+    # mean per-step cost (0.5, 1.0) minus limit / horizon (10 / 20, 40 / 20)
+    np.testing.assert_allclose(per_step_margins(costs, np.array([10.0, 40.0]), 20.0),
+                               [0.0, -1.0])
+
+
+def _cpo_problem(seed: int):
+    from gymnasium import spaces
+
+    from safe_trpo.networks import make_policy
+    from safe_trpo.trpo import PolicyBatch
+
+    torch.manual_seed(seed)
+    policy = make_policy(spaces.Box(-1, 1, shape=(3,)), spaces.Box(-1, 1, shape=(2,)), [8],
+                         "tanh", -0.3).double()
+    obs = torch.randn(64, 3, dtype=torch.float64)
+    with torch.no_grad():
+        dist = policy.distribution(obs)
+        actions = dist.sample()
+        batch = PolicyBatch(policy, obs, actions, policy.log_prob(dist, actions))
+    reward_adv = torch.randn(64, dtype=torch.float64)
+    cost_adv = torch.randn(1, 64, dtype=torch.float64)
+    return policy, batch, reward_adv, cost_adv
+
+
+@pytest.mark.parametrize("margin", [0.05, -0.001, 0.0])
+def test_cpo_line_search_keeps_each_cost_within_its_allowed_change(margin: float) -> None:
+    from safe_trpo.constrained import cpo_step
+    from safe_trpo.trpo import flat_params, surrogate
+
+    for seed in range(4):
+        policy, batch, reward_adv, cost_adv = _cpo_problem(seed)
+        before = flat_params(policy).clone()
+        with torch.no_grad():
+            reward0 = float(surrogate(policy, batch, reward_adv))
+            cost0 = float(surrogate(policy, batch, cost_adv[0]))
+        update = cpo_step(policy, batch, reward_adv, cost_adv, np.array([margin]), 0.01, 20,
+                          0.01, 10, 0.8)
+        with torch.no_grad():
+            reward1 = float(surrogate(policy, batch, reward_adv))
+            cost1 = float(surrogate(policy, batch, cost_adv[0]))
+        if not update.search.accepted:
+            assert torch.equal(flat_params(policy), before)
+            continue
+        assert update.search.kl <= 0.01
+        # A violated constraint (margin >= 0) may not rise; one with slack may use it.
+        assert cost1 - cost0 <= max(-margin, 0.0) + 1e-12
+        if update.solution.case != "recovery":
+            assert reward1 > reward0
+        if margin > 0 and update.solution.case == "recovery":
+            assert cost1 < cost0

@@ -79,7 +79,8 @@ def test_unreadable_checkpoint_and_missing_folder_give_one_line(
     checkpoint.write_bytes(b"not a checkpoint")
     assert main(["evaluate", str(outcome.run_dir)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no checkpoint that matches its recorded hash" in err
+    assert err.count("\n") == 1 and "recorded files do not match the record" in err
+    assert "update_000002.pt: changed since recorded" in err
     assert main(["verify", str(outcome.run_dir)]) == 1
     assert "changed since recorded" in capsys.readouterr().out
     assert main(["resume", str(tmp_path / "nope")]) == 2
@@ -120,6 +121,38 @@ def test_non_finite_policy_step_is_reverted_and_recorded(tmp_path: Path,
     assert len(events) == 1 and events[0]["where"] == "policy" and events[0]["update"] == 1
     row = next(ln for ln in lines if ln["type"] == "update" and ln["update"] == 1)
     assert row["accepted"] is False and row["kl"] == 0.0
-    # The run went on with finite parameters after the revert.
-    assert all(ln["kl"] is not None for ln in lines if ln["type"] == "update")
+    assert row["step_fraction"] == 0.0 and row["surrogate_improvement"] == 0.0
+    # The run went on: later steps were accepted and the final policy is finite.
+    later = [ln for ln in lines if ln["type"] == "update" and ln["update"] > 1]
+    assert any(ln["accepted"] for ln in later)
+    from safe_trpo.policy_io import load_policy
+
+    final = load_policy(outcome.run_dir).policy
+    assert all(torch.isfinite(p).all() for p in final.parameters())
     assert verify_run(outcome.run_dir).ok
+
+
+def test_changed_scenario_copy_or_data_file_is_refused(tmp_path: Path) -> None:
+    from safe_trpo.audit import AuditLog
+    from safe_trpo.config import data_file_hashes, scenario_to_dict
+    from safe_trpo.errors import UserError
+    from safe_trpo.run_record import read_run_record
+
+    outcome = start_run(tiny(tmp_path, "algo.total_steps=1600"), progress=False)
+    assert verify_run(outcome.run_dir).ok
+    copy = outcome.run_dir / "scenario.toml"
+    copy.write_text(copy.read_text() + "\n# edited\n")
+    assert "scenario.toml: changed since recorded" in verify_run(outcome.run_dir).summary
+
+    prices = tmp_path / "prices.csv"
+    prices.write_text("date,A,B\n2020-01-01,1,2\n")
+    scenario = load_scenario(SPEED, [f'env.data_files.prices="{prices}"'])
+    run_dir = tmp_path / "fake-run"
+    run_dir.mkdir()
+    with AuditLog(run_dir) as log:
+        log.append("run_started", scenario=scenario_to_dict(scenario), planned_updates=1,
+                   data_files=data_file_hashes(scenario))
+    assert read_run_record(run_dir).checkpoint is None
+    prices.write_text("date,A,B\n2020-01-01,1,3\n")
+    with pytest.raises(UserError, match="data file\\(s\\) prices changed"):
+        read_run_record(run_dir)
