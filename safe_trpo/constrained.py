@@ -40,8 +40,6 @@ from safe_trpo.trpo import (
 class CpoUpdate:
     search: LineSearchResult
     solution: CpoStep
-    margins: np.ndarray  # c, per-step units
-    predicted_cost_change: np.ndarray  # b_i^T x of the full step
 
 
 def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
@@ -63,11 +61,10 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
     solution = _solve_or_fail(q, r, s, np.asarray(margins, dtype=np.float64), target_kl)
     beta = torch.tensor(np.array(solution.beta, dtype=np.float64), dtype=g.dtype)
     full_step = solution.alpha * hinv_g + beta @ hinv_b
-    predicted = (b @ full_step).double().numpy()
     if solution.case == "failed" or not torch.isfinite(full_step).all() or \
             not full_step.abs().sum() > 0:
         none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)
-        return CpoUpdate(none, solution, np.asarray(margins), predicted)
+        return CpoUpdate(none, solution)
 
     reward_old_v = float(reward_old.detach())
     cost_old_v = np.array([float(c.detach()) for c in cost_old])
@@ -85,7 +82,7 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
         return kl <= target_kl and cost_ok and (recovering or improvement > 0), improvement
 
     search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
-    return CpoUpdate(search, solution, np.asarray(margins), predicted)
+    return CpoUpdate(search, solution)
 
 
 def _solve_or_fail(q: float, r: np.ndarray, s: np.ndarray, c: np.ndarray, delta: float

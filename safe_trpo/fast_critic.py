@@ -24,6 +24,8 @@ g where the output is positive.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -107,6 +109,9 @@ class AdamStepper:
         self._fused = self._fused_arguments()
 
     def _fused_arguments(self) -> dict | None:
+        return self._fused_arguments_unchecked() if _kernel_matches_adam() else None
+
+    def _fused_arguments_unchecked(self) -> dict | None:
         optim = self.optim
         if type(optim) is not torch.optim.Adam or len(optim.param_groups) != 1:
             return None
@@ -126,3 +131,28 @@ class AdamStepper:
                 "state_steps": [s["step"] for s in state], "amsgrad": False,
                 "lr": group["lr"], "beta1": beta1, "beta2": beta2,
                 "weight_decay": group["weight_decay"], "eps": group["eps"], "maximize": False}
+
+
+@functools.cache
+def _kernel_matches_adam() -> bool:
+    """Once per process: does the private kernel exist, take these arguments and give exactly
+    ``Adam.step``'s result on this torch build? If not, every step uses ``optim.step()``."""
+    try:
+        params = [torch.tensor([0.5, -1.0, 2.0], requires_grad=True)]
+        twin = [params[0].detach().clone().requires_grad_(True)]
+        grads = [torch.tensor([0.1, -0.2, 0.3]), torch.tensor([-0.3, 0.2, 0.05])]
+        reference = torch.optim.Adam(twin, lr=1e-3, fused=True)
+        for g in grads:
+            twin[0].grad = g.clone()
+            reference.step()
+        stepper = AdamStepper.__new__(AdamStepper)
+        stepper.optim = torch.optim.Adam(params, lr=1e-3, fused=True)
+        stepper.params, stepper._fused = params, None
+        stepper.step([grads[0].clone()])  # through optim.step(): creates the state
+        stepper._fused = stepper._fused_arguments_unchecked()
+        if stepper._fused is None:
+            return False
+        stepper.step([grads[1].clone()])  # through the kernel
+        return bool(torch.equal(params[0].detach(), twin[0].detach()))
+    except (AttributeError, TypeError, RuntimeError):
+        return False

@@ -127,7 +127,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
 
     before = flat_params(state.policy).clone()
     step_args = (a.target_kl, a.cg_iters, a.cg_damping, a.backtrack_iters, a.backtrack_coeff)
-    cpo_fields = None
+    cpo_fields, skipped = None, None
     if a.name == "cpo":
         horizon = state.horizon or float(t)
         margins = per_step_margins(r.costs, limits, horizon)
@@ -138,7 +138,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         state.nu = np.asarray(sol.nu, dtype=np.float64)
         # excess_per_step is c_i (> 0: over budget), unlike constraints[].margin (> 0: slack).
         cpo_fields = {**sol.audit_fields(), "excess_per_step": margins, "horizon": horizon,
-                      "predicted_cost_change": result.predicted_cost_change}
+                      "predicted_cost_change": sol.predicted_cost_change}
         expected = sol.predicted_reward_gain
     else:
         advantage = reward_adv
@@ -149,6 +149,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
             advantage = _standardise(advantage)
         result = trpo_step(state.policy, batch, advantage, *step_args)
         search, expected = result.search, result.expected_improvement
+        skipped = result.skipped
 
     nan_event = None
     if not torch.isfinite(flat_params(state.policy)).all():
@@ -162,7 +163,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         "accepted": search.accepted, "backtracks": search.backtracks,
         "step_fraction": search.step_fraction, "surrogate_improvement": search.improvement,
         # First-order prediction for the full step (before the line search scaled it).
-        "expected_improvement": expected,
+        "expected_improvement": expected, "step_skipped": skipped,
         **episode_summary(scenario, state, r),
         "cpo": cpo_fields, "value_loss": losses[0], "cost_value_losses": losses[1:],
     }

@@ -22,10 +22,11 @@ from torch.distributions import Categorical, Distribution, Normal
 
 from safe_trpo.errors import UserError
 
-# Argument validation re-checks every distribution's parameters on construction: a large share
-# of the per-step cost of acting with small networks. Our parameters are finite by construction
-# (the trainer reverts any step that makes them non-finite), so it only costs time.
-Distribution.set_default_validate_args(False)
+# Argument validation re-checks every distribution's parameters on construction, a large share
+# of the cost with small networks. Our parameters are finite by construction (the trainer
+# reverts any step that makes them non-finite), so each distribution here skips it; the global
+# default is left alone for code that imports safe_trpo.
+_NO_CHECK = {"validate_args": False}
 
 
 _HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
@@ -133,7 +134,7 @@ class GaussianPolicy(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        return Normal(self.mean_net(obs), self.log_std.exp())
+        return Normal(self.mean_net(obs), self.log_std.exp(), **_NO_CHECK)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions).sum(-1)
@@ -180,7 +181,7 @@ class GaussianPolicy(nn.Module):
 
     @staticmethod
     def detach(dist: Distribution) -> Distribution:
-        return Normal(dist.loc.detach(), dist.scale.detach())
+        return Normal(dist.loc.detach(), dist.scale.detach(), **_NO_CHECK)
 
 
 class CategoricalPolicy(nn.Module):
@@ -191,7 +192,7 @@ class CategoricalPolicy(nn.Module):
         self.logits_net = mlp([obs_dim, *hidden, n_actions], activation, out_gain=0.01)
 
     def distribution(self, obs: torch.Tensor) -> Distribution:
-        return Categorical(logits=self.logits_net(obs))
+        return Categorical(logits=self.logits_net(obs), **_NO_CHECK)
 
     def log_prob(self, dist: Distribution, actions: torch.Tensor) -> torch.Tensor:
         return dist.log_prob(actions.long().reshape(dist.logits.shape[:-1]))
@@ -213,17 +214,18 @@ class CategoricalPolicy(nn.Module):
 
         def draw(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             logits = logits_of(obs)
-            return Categorical(logits=torch.from_numpy(logits)).sample().numpy(), logits
+            dist = Categorical(logits=torch.from_numpy(logits), **_NO_CHECK)
+            return dist.sample().numpy(), logits
 
         return draw
 
     def log_prob_from_aux(self, actions: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of ``rollout_sampler`` draws; ``aux`` is their logits."""
-        return Categorical(logits=aux).log_prob(actions)
+        return Categorical(logits=aux, **_NO_CHECK).log_prob(actions)
 
     @staticmethod
     def detach(dist: Distribution) -> Distribution:
-        return Categorical(logits=dist.logits.detach())
+        return Categorical(logits=dist.logits.detach(), **_NO_CHECK)
 
 
 Policy = GaussianPolicy | CategoricalPolicy

@@ -56,17 +56,25 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, cwd=Path(__file__).parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).parent)
-    except (OSError, subprocess.TimeoutExpired):
+    """The commit of the safe-trpo checkout this code runs from ("-dirty" if modified), or None
+    when it is not running from its own checkout (an installed copy inside someone else's
+    repository must not record that repository's commit)."""
+    package_root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
+                                 cwd=package_root)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != package_root:
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    commit = git("rev-parse", "HEAD")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return None if commit is None else commit + ("-dirty" if dirty else "")
 
 
 def _make_run_dir(scenario: Scenario) -> Path:

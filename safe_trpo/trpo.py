@@ -164,7 +164,7 @@ def line_search(policy: Policy, batch: PolicyBatch, full_step: torch.Tensor,
 class TrpoStepResult:
     search: LineSearchResult
     expected_improvement: float  # g^T (full step): first-order prediction
-    grad_norm: float
+    skipped: str | None = None  # why no step was tried (flat or broken search direction)
 
 
 def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, target_kl: float,
@@ -179,9 +179,11 @@ def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, targ
     direction = conjugate_gradient(fvp, g, cg_iters)
     shs = float(direction @ fvp(direction))
     if not (shs > 0 and torch.isfinite(direction).all()):
-        # g = 0 or a numerically broken direction: no step is the only safe step.
+        # g = 0 or a numerically broken direction: no step is the only safe step; say so.
         none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)
-        return TrpoStepResult(none, 0.0, float(g.norm()))
+        reason = ("zero policy gradient" if float(g.norm()) == 0 else
+                  f"conjugate gradient gave no usable direction (s^T H s = {shs:.3g})")
+        return TrpoStepResult(none, 0.0, reason)
     full_step = (2 * target_kl / shs) ** 0.5 * direction
 
     def accept(kl: float) -> tuple[bool, float]:
@@ -190,4 +192,4 @@ def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, targ
         return kl <= target_kl and improvement > 0, improvement
 
     search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
-    return TrpoStepResult(search, float(g @ full_step), float(g.norm()))
+    return TrpoStepResult(search, float(g @ full_step))
