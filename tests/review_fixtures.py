@@ -57,6 +57,33 @@ def update_line(u: int, costs: dict[str, list[float | None]], limits: dict[str, 
             "constraints": constraints, "cpo": cpo, "value_loss": 0.5, "wall_s": 0.1}
 
 
+BACKTEST_BASELINES = ("equal-weight", "buy-and-hold", "min-variance", "mean-variance")
+
+
+def backtest_metrics(sharpe: float, breach_drawdown: int) -> dict[str, Any]:
+    """One strategy's figures, with the keys ``safe_trpo.backtest.run_strategy`` records."""
+    return {"days": 250, "final_wealth": 1.1, "annual_return": 0.1, "annual_volatility": 0.15,
+            "sharpe": sharpe, "sortino": 1.5 * sharpe, "max_drawdown": 0.12, "cvar_95": 0.02,
+            "avg_daily_turnover": 0.05, "total_costs": 0.004,
+            "breach_days": {"drawdown": breach_drawdown, "concentration": 0, "turnover": 1,
+                            "cvar": 0},
+            "solver_failures": 0}
+
+
+def backtest_fields(run_dir: Path) -> dict[str, Any]:
+    """A ``backtest`` line as ``safe_trpo.backtest._audit`` writes it for a trained run:
+    ``policy`` is the run folder as given on the command line, its figures are in ``metrics``,
+    the baselines' in ``baselines`` (curves left out, ``json`` added)."""
+    return {"policy": str(run_dir), "metrics": backtest_metrics(1.2, 3),
+            "baselines": {name: backtest_metrics(0.8 - 0.1 * i, i)
+                          for i, name in enumerate(BACKTEST_BASELINES)},
+            "prices": "data/stock_prices.csv", "prices_sha256": "ef" * 32,
+            "tickers": ["AAA", "BBB"], "start": "2024-01-02", "end": "2024-12-31", "days": 250,
+            "cost_rate": 0.001,
+            "limits": {"drawdown": 0.2, "concentration": 0.4, "turnover": 0.2, "cvar": 0.03},
+            "in_sample": False, "json": None}
+
+
 def make_run(root: Path, run_id: str, *, env_id: str = "SafeTRPO/CSTR-v0", algo: str = "cpo",
              costs: dict[str, list[float | None]] | None = None,
              limits: dict[str, float] | None = None, seed: int = 0, finished: bool = True,
@@ -96,8 +123,7 @@ def make_run(root: Path, run_id: str, *, env_id: str = "SafeTRPO/CSTR-v0", algo:
                             "ep_cost_max": limits[name] + 2, "frac_over_limit": 0.6}
                            for name in costs])
         if backtest:
-            log.append("backtest", policy={"sharpe": 1.2, "max_drawdown": 0.1},
-                       baselines={"equal_weight": {"sharpe": 0.8, "max_drawdown": 0.2}})
+            log.append("backtest", **backtest_fields(run_dir))
         if finished:
             log.append("run_finished", status="completed", updates=n, env_steps=1000 * n,
                        reason="total_steps reached")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ from review_fixtures import append, head, make_malformed, make_run
 from streamlit.testing.v1 import AppTest
 
 from safe_trpo import audit
-from safe_trpo.review import signoff
+from safe_trpo.audit import AuditLog
+from safe_trpo.review import runs, signoff
 
 APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
 
@@ -26,6 +28,11 @@ def reports(tmp_path, monkeypatch):
     return root
 
 
+def append_file(run_dir: Path, path: Path, role: str) -> None:
+    with AuditLog(run_dir) as log:
+        log.append_file(run_dir, path, role)
+
+
 def open_app(**query: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=30)
     at.query_params.update(query)
@@ -35,7 +42,8 @@ def open_app(**query: str) -> AppTest:
 
 
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    """The text shown: markdown sources with the app's backslash escapes (``runs.md``) read."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
 
 
 def table_with(at: AppTest, column: str):
@@ -80,7 +88,10 @@ def test_review_page_shows_the_record(reports):
     tables = [d.value for d in at.dataframe]
     failed = next(t for t in tables if "backtracks" in t and "solver_status" in t)
     assert list(failed["update"]) == [1.0]
-    assert any("sharpe" in t for t in tables)
+    backtest = next(t for t in tables if "sharpe" in t).set_index("controller")
+    # The trained policy's own row (labelled by the run folder the line names), not only the
+    # baselines: the real writer keeps its figures under "metrics".
+    assert backtest.loc[str(reports / "r1"), "sharpe"] == 1.2
     provenance = next(t for t in tables if "field" in t).set_index("field")["value"]
     assert provenance["scenario_sha256"] == "ab" * 32
     assert at.query_params == {"page": "Review", "run": "r1"}
@@ -90,7 +101,8 @@ def test_report_download(reports):
     run_dir = make_run(reports, "r1")
     before = (run_dir / "audit.jsonl").read_bytes()
     at = open_app(page="Review", run="r1")
-    if importlib.util.find_spec("safe_trpo.report") is not None:
+    can_build = importlib.util.find_spec("safe_trpo.report") is not None
+    if can_build:
         # Built in memory on request: writing it into the run would change the run.
         assert at.get("download_button") == []
         next(b for b in at.button if b.label == "Build report.html").click().run()
@@ -98,10 +110,35 @@ def test_report_download(reports):
         assert [b.label for b in at.get("download_button")] == ["Download report.html"]
         assert not (run_dir / "report.html").exists()
         assert (run_dir / "audit.jsonl").read_bytes() == before
-    (run_dir / "report.html").write_text("<html>report of r1</html>")
+    # A report.html dropped into the folder, not bound by the chain, is not "the" report.
+    report = run_dir / "report.html"
+    report.write_text("<html>not from this run</html>")
+    at = open_app(page="Review", run="r1")
+    assert "not bound into its audit chain" in texts(at.warning)
+    assert at.get("download_button") == []
+    assert any(b.label == "Build report.html" for b in at.button) == can_build
+    # Bound by a file line: offered as is.
+    report.write_text("<html>report of r1</html>")
+    append_file(run_dir, report, "report")
     at.run()
     assert [b.label for b in at.get("download_button")] == ["Download report.html"]
     assert not any(b.label == "Build report.html" for b in at.button)
+    assert "not bound" not in texts(at.warning)
+    # Changed after it was bound: no longer offered.
+    report.write_text("<html>edited afterwards</html>")
+    at.run()
+    assert at.get("download_button") == []
+    assert "not bound into its audit chain (or changed" in texts(at.warning)
+
+
+def test_log_text_is_not_rendered_as_markdown(reports):
+    evil = "[x](http://evil)"
+    make_run(reports, "r1", costs={evil: [1.0, 9.0]}, limits={evil: 5.0})
+    at = open_app(page="Review", run="r1")
+    sources = [str(m.value) for m in at.markdown]
+    assert any(runs.md(evil) in m for m in sources)  # the chart title names it, escaped
+    assert not any(evil in m for m in sources)  # never as link syntax
+    assert evil in texts(at.markdown)  # and reads as itself once the escapes are read
 
 
 @pytest.mark.parametrize("bad", ["../outside", "../../etc/passwd", "/etc", "r1/../../outside",

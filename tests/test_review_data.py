@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+import string
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from review_fixtures import (
+    BACKTEST_BASELINES,
     DEFAULT_COSTS,
     DEFAULT_LIMITS,
     append,
@@ -48,6 +50,23 @@ def test_scan_and_resolve_accept_only_run_folders_inside_the_root(tmp_path):
     assert runs.resolve_run(root, "run-a") == root / "run-a"
     for bad in ["../outside", "..", ".", "", "/etc", str(outside), "run-a/../../outside",
                 "notes.txt", ".hidden", "link-out", "run-c", None]:
+        with pytest.raises(UserError, match="unknown run"):
+            runs.resolve_run(root, bad)
+
+
+def test_sweep_folders_linking_outside_the_root_are_not_scanned(tmp_path):
+    root = tmp_path / "reports"
+    inside = make_run(root / "sweeps" / "ok" / "runs" / "job", "run")
+    outside = tmp_path / "elsewhere"
+    make_run(outside / "job", "secret")  # outside/job/secret
+    make_run(outside, "secret-run")  # outside/secret-run
+    (root / "sweeps" / "runs-out").mkdir()
+    (root / "sweeps" / "runs-out" / "runs").symlink_to(outside)  # the runs folder itself
+    (root / "sweeps" / "ok" / "runs" / "job-out").symlink_to(outside)  # a job folder
+    root = runs.reports_root(root)
+    assert runs.scan_run_ids(root) == [inside.relative_to(root).as_posix()]
+    for bad in ("sweeps/runs-out/runs/job/secret", "sweeps/ok/runs/job-out/secret-run"):
+        assert (root / bad / "audit.jsonl").is_file()  # reachable by path, refused by id
         with pytest.raises(UserError, match="unknown run"):
             runs.resolve_run(root, bad)
 
@@ -146,7 +165,8 @@ def test_cache_rereads_only_what_changed(tmp_path, monkeypatch):
     make_run(root, "b")
     calls = []
     real = runs.load_run
-    monkeypatch.setattr(runs, "load_run", lambda d: calls.append(d.name) or real(d))
+    monkeypatch.setattr(runs, "load_run",
+                        lambda d, run_id=None: calls.append(d.name) or real(d, run_id))
     cache = runs.RunCache()
     first = cache.summaries(root)
     assert sorted(calls) == ["a", "b"]
@@ -162,6 +182,37 @@ def test_cache_rereads_only_what_changed(tmp_path, monkeypatch):
     (root / "b" / "audit.jsonl").unlink()
     (root / "b").rmdir()
     assert [s.run_id for s in cache.summaries(root)] == ["a"]
+
+
+def test_cache_keeps_no_summary_of_a_file_that_changed_while_read(tmp_path, monkeypatch):
+    run_dir = make_run(tmp_path, "a")
+    real = runs.load_run
+    calls = []
+
+    def load_while_the_trainer_appends(d, run_id=None):
+        detail = real(d, run_id)
+        if not calls:  # the first read only: a line lands after the read, before the stamp
+            append(run_dir, "evaluation", episodes=1, return_mean=1.0, constraints=[])
+        calls.append(d)
+        return detail
+
+    monkeypatch.setattr(runs, "load_run", load_while_the_trainer_appends)
+    cache = runs.RunCache()
+    first = cache.summary(run_dir)
+    seq, _ = head(run_dir)
+    assert first.head_seq == seq - 1  # what was read: before the append
+    second = cache.summary(run_dir)
+    assert len(calls) == 2 and second.head_seq == seq  # read again, not served from the cache
+    assert cache.summary(run_dir) == second and len(calls) == 2  # now unchanged: cached
+
+
+def test_runs_in_sweeps_are_listed_under_their_scanned_id(tmp_path):
+    root = tmp_path
+    make_run(root, "run")
+    nested = make_run(root / "sweeps" / "s" / "runs" / "job", "run")
+    summaries = runs.RunCache().summaries(root)
+    assert sorted(s.run_id for s in summaries) == ["run", "sweeps/s/runs/job/run"]
+    assert runs.load_run(nested, "sweeps/s/runs/job/run").run_id == "sweeps/s/runs/job/run"
 
 
 def test_a_thousand_runs_are_all_listed_correctly(tmp_path, monkeypatch):
@@ -376,13 +427,55 @@ def test_results_tables(tmp_path):
     evals, costs = runs.evaluation_frames(lines)
     assert list(evals["return_mean"]) == [-5.0]
     assert list(costs["mean over limit"]) == [True, True]
-    bt = runs.backtest_frame(next(ln for ln in lines if ln["type"] == "backtest"))
-    assert list(bt["controller"]) == ["trained policy", "equal_weight"]
-    assert list(bt["sharpe"]) == [1.2, 0.8]
+    line = next(ln for ln in lines if ln["type"] == "backtest")
+    bt = runs.backtest_frame(line)
+    # The trained policy's own row first, labelled by the run folder the line names.
+    assert bt["controller"][0] == str(run_dir)
+    assert sorted(bt["controller"][1:]) == sorted(BACKTEST_BASELINES)
+    by_name = bt.set_index("controller")
+    assert by_name.loc[str(run_dir), "sharpe"] == line["metrics"]["sharpe"] == 1.2
+    for i, name in enumerate(BACKTEST_BASELINES):
+        assert by_name.loc[name, "sharpe"] == pytest.approx(0.8 - 0.1 * i)
+        assert by_name.loc[name, "breach_days.drawdown"] == i
+    assert by_name.loc[str(run_dir), "breach_days.drawdown"] == 3
     flat = runs.backtest_frame({"type": "backtest", "seq": 3, "sharpe": 0.5, "policy": "run-x"})
     assert list(flat["controller"]) == ["run-x"] and list(flat["sharpe"]) == [0.5]
     events = runs.events_frame(lines)
     assert list(events["type"]) == ["run_started", "evaluation", "backtest", "run_finished"]
+
+
+def test_backtest_fixture_matches_the_real_writer():
+    """The fixture's line has the keys ``safe_trpo.backtest`` records (else the test above
+    would check a shape no run has)."""
+    from review_fixtures import backtest_fields
+
+    from envs.portfolio.baselines import BASELINE_NAMES
+    from safe_trpo import backtest
+
+    assert BACKTEST_BASELINES == BASELINE_NAMES
+    source = Path(backtest.__file__).read_text()
+    for key in backtest_fields(Path("r")):
+        assert f'"{key}"' in source or f"{key}=" in source, key
+
+
+def test_md_makes_log_text_literal():
+    evil = "[x](http://evil) **b** $x$ :red[y] <b> `c` # h\n- item \\"
+    escaped = runs.md(evil)
+    assert escaped.startswith(r"\[x\]\(http\:\/\/evil\)")
+    # Read back as CommonMark does: every punctuation character comes escaped, and dropping
+    # the escapes gives the text (newline flattened to a space).
+    plain, i = [], 0
+    while i < len(escaped):
+        if escaped[i] == "\\":
+            assert escaped[i + 1] in string.punctuation, escaped[i:]
+            plain.append(escaped[i + 1])
+            i += 2
+        else:
+            assert escaped[i] not in string.punctuation, escaped[i:]
+            plain.append(escaped[i])
+            i += 1
+    assert "".join(plain) == evil.replace("\n", " ")
+    assert runs.md("a\nb\r\nc") == "a b c"
 
 
 def test_thin_keeps_every_flagged_row():

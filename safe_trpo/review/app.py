@@ -4,7 +4,9 @@ Started by ``safe-trpo review`` (``safe_trpo.review.launch``) as
 ``streamlit run app.py -- --reports DIR [--reviewers FILE]``. The same two settings may come from
 the environment variables SAFE_TRPO_REPORTS and SAFE_TRPO_REVIEWERS (how tests set them); the
 script arguments win. The address may carry ``?page=Review&run=<run id>``; a run id is only
-accepted if it names a folder found in the reports folder.
+accepted if it names a folder found in the reports folder. Run ids are paths relative to the
+reports folder (``sweeps/<id>/runs/<job>/<run>`` for a sweep's runs). Text from the audit log,
+paths and the address reach markdown only through ``runs.md``, which makes them literal.
 
 The app reads only inside the reports folder, never unpickles anything (it does not load
 checkpoints at all) and writes exactly one kind of thing: a ``signoff`` line, appended through
@@ -14,6 +16,7 @@ checkpoints at all) and writes exactly one kind of thing: a ``signoff`` line, ap
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from dataclasses import asdict
@@ -26,6 +29,7 @@ import streamlit as st
 
 from safe_trpo.errors import UserError
 from safe_trpo.review import runs, signoff
+from safe_trpo.review.runs import md
 from safe_trpo.review.sweeps_page import sweeps_page
 
 PAGES = ("Runs", "Review", "Compare", "Sweeps")
@@ -67,7 +71,7 @@ def init_from_address(run_ids: list[str]) -> None:
         if run in run_ids:
             state.run = run
         else:
-            state.address_error = (f"Unknown run {run!r} in the address: it is not a run "
+            state.address_error = (f"Unknown run {md(repr(run))} in the address: it is not a run "
                                    f"folder in the reports folder. Pick a run below.")
 
 
@@ -128,7 +132,8 @@ def runs_page(root: Path) -> None:
     st.title("Runs")
     summaries = run_cache().summaries(root)
     if not summaries:
-        st.info(f"No run folders in {root} yet. Train one with `safe-trpo train SCENARIO.toml`.")
+        st.info(f"No run folders in {md(root)} yet. "
+                "Train one with `safe-trpo train SCENARIO.toml`.")
         return
     frame = runs.summaries_frame(summaries)
     query = st.text_input("Search", key="search",
@@ -160,7 +165,7 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
     if error := st.session_state.pop("address_error", None):
         st.error(error)
     if not run_ids:
-        st.info(f"No run folders in {root} yet.")
+        st.info(f"No run folders in {md(root)} yet.")
         return
     state = st.session_state
     # Streamlit forgets a widget's value while its page is not shown; keep the choice apart.
@@ -169,18 +174,18 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
     if state.get("run") not in run_ids:
         state.pop("run", None)  # the folder went away since it was chosen
     run_id = state.chosen_run = st.selectbox("Run", run_ids, key="run")
-    detail = runs.load_run(runs.resolve_run(root, run_id))
+    detail = runs.load_run(runs.resolve_run(root, run_id), run_id)
     verdict = detail.verdict
     summary = runs.summarize(detail)
     known = [v for v in (summary.env_id, summary.algo) if v != "?"]
     seed = [] if summary.seed is None else [f"seed {summary.seed}"]
-    st.subheader("  ·  ".join([run_id, *known, *seed]))
+    st.subheader("  ·  ".join(md(v) for v in [run_id, *known, *seed]))
     if verdict is not None and verdict.ok:
-        st.success(f"Integrity: {verdict.summary}")
+        st.success(f"Integrity: {md(verdict.summary)}")
     else:
-        st.error(f"Integrity: {verdict.summary if verdict else detail.integrity.upper()}")
+        st.error(f"Integrity: {md(verdict.summary if verdict else detail.integrity.upper())}")
     if detail.problem:
-        st.warning(f"{run_id}: {detail.problem}")
+        st.warning(f"{md(run_id)}: {md(detail.problem)}")
     if verdict is None:
         return
     cols = st.columns(5)
@@ -207,18 +212,34 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
     signoff_section(root, detail, allowed)
 
 
-def report_download(detail: runs.RunDetail) -> None:
-    """Offer report.html: the one in the run folder, else one built in memory (never written,
-    since writing it would change the run and make its sign-offs stale)."""
+def bound_report(detail: runs.RunDetail) -> bytes | None:
+    """The run folder's report.html, only if the verified chain binds exactly these bytes.
+
+    Any file could be dropped into a run folder; only one named by a ``file`` line (the latest
+    for ``report.html``) whose hash matches is the run's report. The bytes are hashed and
+    offered together, so what is downloaded is what was checked.
+    """
     path = runs.contained_file(detail.run_dir, "report.html")
-    if path is not None:
-        # Read on click, not on every rerun of the page (a report can be megabytes).
-        st.download_button("Download report.html", path.read_bytes, mime="text/html",
-                           file_name=f"{detail.run_id}-report.html")
-        bad = [p for p in detail.verdict.file_problems if p.startswith("report.html:")]
-        if bad:
-            st.warning(f"This report.html does not match the record: {bad[0]}")
+    bound = [ln for ln in detail.lines
+             if ln.get("type") == "file" and ln.get("path") == "report.html"]
+    if path is None or not bound:
+        return None
+    data = path.read_bytes()
+    return data if hashlib.sha256(data).hexdigest() == bound[-1].get("sha256") else None
+
+
+def report_download(detail: runs.RunDetail) -> None:
+    """Offer report.html: the one in the run folder if the chain binds it, else one built in
+    memory (never written, since writing it would change the run and make its sign-offs
+    stale)."""
+    data = bound_report(detail)
+    if data is not None:
+        st.download_button("Download report.html", data, mime="text/html",
+                           file_name=f"{detail.run_id.replace('/', '_')}-report.html")
         return
+    if runs.contained_file(detail.run_dir, "report.html") is not None:
+        st.warning("The report.html in this run folder is not bound into its audit chain (or "
+                   "changed since it was): it is not offered. Build one from the record below.")
     try:
         from safe_trpo.report import build_report_html
     except ImportError:
@@ -233,10 +254,11 @@ def report_download(detail: runs.RunDetail) -> None:
         try:
             st.session_state[str(key)] = build_report_html(detail.run_dir)
         except Exception as exc:  # a bug in the report must not take the review page down
-            st.error(f"report.html could not be built: {exc}")
+            st.error(f"report.html could not be built: {md(exc)}")
     if str(key) in st.session_state:
         st.download_button("Download report.html", st.session_state[str(key)],
-                           mime="text/html", file_name=f"{detail.run_id}-report.html")
+                           mime="text/html",
+                           file_name=f"{detail.run_id.replace('/', '_')}-report.html")
 
 
 def training_tab(upd: pd.DataFrame) -> None:
@@ -260,7 +282,7 @@ def constraints_tab(cons: pd.DataFrame) -> None:
         violated = rows["violated"].eq(True)
         view = runs.thin(rows, violated)
         flagged_chart(view, "ep_cost", view["violated"].eq(True),
-                      f"{name}: episode cost vs limit (dashed) - {int(violated.sum())} of "
+                      f"{md(name)}: episode cost vs limit (dashed) - {int(violated.sum())} of "
                       f"{len(rows)} updates violated (red)", "limit", RED)
     duals = runs.thin(cons, cons["nu"].isna())
     chart([line(duals).encode(x=UPDATE_AXIS, y=alt.Y("nu:Q", title="nu"),
@@ -297,7 +319,7 @@ def steps_tab(upd: pd.DataFrame, lines: list[dict[str, Any]]) -> None:
         flagged_chart(view, "lambda", view["case"].eq("recovery"),
                       "CPO lambda (trust-region dual) per update; red: recovery step")
     if upd["case"].notna().any():
-        st.caption("CPO cases: " + ", ".join(f"{k}: {v}" for k, v in
+        st.caption("CPO cases: " + ", ".join(f"{md(k)}: {v}" for k, v in
                                              upd["case"].value_counts().items()))
     nans = [ln for ln in lines if ln.get("type") == "nan_detected"]
     if nans:
@@ -319,7 +341,7 @@ def results_tab(lines: list[dict[str, Any]]) -> None:
             lambda v: CELL_STYLES["bad" if v == "OVER LIMIT" else ""],
             subset=["mean over limit"]), hide_index=True)
     for bt in backtests:
-        st.subheader(f"Backtest (line seq {bt.get('seq')})")
+        st.subheader(f"Backtest (line seq {md(bt.get('seq'))})")
         st.dataframe(runs.backtest_frame(bt), hide_index=True)
         with st.expander("Backtest record as written"):
             st.json({k: v for k, v in bt.items() if k not in ("prev_hash", "hash")})
@@ -387,9 +409,9 @@ def signoff_section(root: Path, detail: runs.RunDetail, allowed: tuple[str, ...]
         st.caption("No sign-offs yet.")
     result = st.session_state.pop("signoff_result", None)
     if result and result[1] == detail.run_id:
-        (st.success if result[0] == "ok" else st.error)(result[2])
+        (st.success if result[0] == "ok" else st.error)(md(result[2]))
     if verdict.chain.status != "intact":
-        st.error(f"The audit chain is {verdict.chain.status}: no sign-off can be added to it.")
+        st.error(f"The audit chain is {md(verdict.chain.status)}: no sign-off can be added to it.")
     elif not verdict.ok:
         st.error("This run fails verification: it cannot be approved.")
     if not signoff.run_has_ended(detail.lines):
@@ -397,7 +419,7 @@ def signoff_section(root: Path, detail: runs.RunDetail, allowed: tuple[str, ...]
     head_seq, head = verdict.chain.n_lines - 1, verdict.chain.head_hash
     with st.form("signoff_form"):
         st.caption(f"You sign off the record up to line seq {head_seq} "
-                   f"(head hash {head[:16]}...). Any later change makes this sign-off stale.")
+                   f"(head hash {md(head[:16])}...). Any later change makes this sign-off stale.")
         st.text_input("Reviewer name", key="so_name", help="Only names on the configured list"
                       if allowed else None)
         st.text_input("Role", key="so_role",
@@ -423,10 +445,10 @@ def compare_page(root: Path, run_ids: list[str]) -> None:
     if len(chosen) < 2:
         st.info("Pick two or more runs to compare.")
         return
-    details = [runs.load_run(runs.resolve_run(root, r)) for r in chosen]
+    details = [runs.load_run(runs.resolve_run(root, r), r) for r in chosen]
     for d in details:
         if d.problem:
-            st.warning(f"{d.run_id}: {d.problem}")
+            st.warning(f"{md(d.run_id)}: {md(d.problem)}")
     table = pd.DataFrame({d.run_id: {k: str(v) for k, v in asdict(runs.summarize(d)).items()
                                      if k not in ("run_id", "head_hash")} for d in details})
     st.dataframe(table, key="compare_table")
@@ -444,7 +466,7 @@ def compare_page(root: Path, run_ids: list[str]) -> None:
         base = alt.Chart(view).encode(x=UPDATE_AXIS, color=color)
         chart([base.mark_line().encode(y=alt.Y("ep_cost:Q", title="episode cost")),
                base.mark_line(strokeDash=[6, 4]).encode(y="limit:Q")],
-              f"{name}: episode cost vs limit (dashed)")
+              f"{md(name)}: episode cost vs limit (dashed)")
     if not shared:
         st.caption("These runs share no constraint.")
 
@@ -454,12 +476,12 @@ def main() -> None:
     try:
         root, allowed = settings()
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     run_ids = runs.scan_run_ids(root)
     init_from_address(run_ids)
     page = st.sidebar.radio("Page", PAGES, key="page")
-    st.sidebar.caption(f"Reports folder: `{root}`")
+    st.sidebar.caption(f"Reports folder: {md(root)}")
     if allowed:
         st.sidebar.caption(f"Sign-off restricted to {len(allowed)} listed reviewer(s).")
     try:
@@ -472,7 +494,7 @@ def main() -> None:
         else:
             sweeps_page(root)
     except UserError as exc:  # e.g. a run folder removed between the scan and the read
-        st.error(str(exc))
+        st.error(md(exc))
     address = {"page": page}
     if page == "Review" and st.session_state.get("run") in run_ids:
         address["run"] = st.session_state.run

@@ -2,9 +2,10 @@
 
 Nothing here imports Streamlit, so it is tested directly. Two rules shape it:
 
-- Only the reports folder is read. A run is addressed by its folder *name*, and a name is only
-  accepted if it is one of the folders a scan of the reports folder found (``resolve_run``); the
-  folder, its audit file and every file the chain names must resolve inside the reports folder.
+- Only the reports folder is read. A run is addressed by its *id*, its folder's path relative
+  to the reports folder (``name``, or ``sweeps/<id>/runs/<job>/<name>`` for a sweep's run), and
+  an id is only accepted if a scan of the reports folder found it (``resolve_run``); the folder,
+  its audit file and every file the chain names must resolve inside the reports folder.
 - The list of runs stays fast with thousands of runs. A summary (which includes verifying the
   chain and the files it binds) is cached per run folder, keyed by the audit file's
   (mtime_ns, size, inode) and the stamps of the bound files; it is recomputed only when one of
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import string
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,21 @@ def num(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+# Every ASCII punctuation character may be backslash-escaped in CommonMark, and escaping all of
+# them also defuses Streamlit's extensions ($ math, :color[...] directives, bare-URL autolinks).
+_MD_SPECIAL = frozenset(string.punctuation)
+
+
+def md(text: Any) -> str:
+    """``text`` (from the audit log, a path, the address) made literal for Streamlit markdown.
+
+    Newlines become spaces: every use is a one-line message, and a line break would let the text
+    start a heading, list or code block of its own.
+    """
+    flat = " ".join(str(text).splitlines())
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in flat)
+
+
 def reports_root(path: Path | str) -> Path:
     """The reports folder, resolved; ``UserError`` if it is not a folder."""
     root = Path(path).expanduser().resolve()
@@ -61,10 +78,14 @@ def scan_run_ids(root: Path) -> list[str]:
     if sweeps.is_dir() and _inside(sweeps, root):
         for sweep in _subfolders(sweeps, root):
             jobs = sweeps / sweep / "runs"
-            for job in _subfolders(jobs, root) if jobs.is_dir() else []:
+            # ``runs`` is opened by name, not met as an entry: check it too (a link out of root).
+            if not (jobs.is_dir() and _inside(jobs, root)):
+                continue
+            for job in _subfolders(jobs, root):
                 for run in _subfolders(jobs / job, root):
                     ids.append(f"{SWEEPS_DIR}/{sweep}/runs/{job}/{run}")
-    return sorted(ids)
+    # Every id once more as a whole, whatever level a link sits at.
+    return sorted(i for i in ids if _inside(root / i, root))
 
 
 def _subfolders(folder: Path, root: Path) -> list[str]:
@@ -136,24 +157,29 @@ class RunDetail:
     problem: str  # empty when the folder reads cleanly, else a message for the reviewer
 
 
-def load_run(run_dir: Path) -> RunDetail:
-    """Verify a run folder now and keep its verified lines; never raises on a bad folder."""
+def load_run(run_dir: Path, run_id: str | None = None) -> RunDetail:
+    """Verify a run folder now and keep its verified lines; never raises on a bad folder.
+
+    run_id: the id the scan gave the folder (``scan_run_ids``: its path relative to the reports
+        folder); None means the folder's name, which is the id of a run directly in the root.
+    """
     run_dir = Path(run_dir)
+    run_id = run_dir.name if run_id is None else run_id
     audit = run_dir / AUDIT_FILE
     if not audit.exists():
-        return RunDetail(run_dir.name, run_dir, None, [], "no audit",
+        return RunDetail(run_id, run_dir, None, [], "no audit",
                          f"no {AUDIT_FILE}: not a run folder, or the run never started")
     try:
         verdict = verify_contained(run_dir)
     except (UserError, OSError, ValueError) as exc:
-        return RunDetail(run_dir.name, run_dir, None, [], "unreadable",
+        return RunDetail(run_id, run_dir, None, [], "unreadable",
                          f"{AUDIT_FILE} cannot be read: {exc}")
     chain = verdict.chain
     if chain.status != "intact":
         integrity = chain.status
     else:
         integrity = "files changed" if verdict.file_problems else "intact"
-    return RunDetail(run_dir.name, run_dir, verdict, chain.lines, integrity,
+    return RunDetail(run_id, run_dir, verdict, chain.lines, integrity,
                      _chain_problem(verdict))
 
 
@@ -252,7 +278,8 @@ class RunCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[Path, tuple[tuple, RunSummary]] = {}
+        # run id -> (run folder, stamps, summary)
+        self._entries: dict[str, tuple[Path, tuple, RunSummary]] = {}
         self._lock = threading.Lock()
 
     def _key(self, run_dir: Path, bound: tuple[str, ...]) -> tuple:
@@ -261,29 +288,37 @@ class RunCache:
                 tuple((rel, _stamp(f) if (f := contained_file(run_dir, rel)) else None)
                       for rel in bound))
 
-    def summary(self, run_dir: Path) -> RunSummary:
+    def summary(self, run_dir: Path, run_id: str | None = None) -> RunSummary:
+        """The summary of ``run_dir``, whose scanned id is ``run_id`` (None: its name)."""
+        run_dir = Path(run_dir)
+        run_id = run_dir.name if run_id is None else run_id
         with self._lock:
-            cached = self._entries.get(run_dir)
+            cached = self._entries.get(run_id)
         if cached is not None:
-            key, summary = cached
-            if self._key(run_dir, tuple(rel for rel, _ in key[1])) == key:
+            cached_dir, key, summary = cached
+            if cached_dir == run_dir and self._key(run_dir,
+                                                   tuple(rel for rel, _ in key[1])) == key:
                 return summary
-        detail = load_run(run_dir)
+        # Stamped before the read: if the trainer appends while we read, the stamp after differs
+        # and the summary (of a mix of old and new) is shown once but not cached.
+        before = _stamp(run_dir / AUDIT_FILE)
+        detail = load_run(run_dir, run_id)
         bound = tuple(sorted({str(ln.get("path")) for ln in detail.lines
                               if ln.get("type") == "file"}))
-        # Stamps taken after the read: a change during it shows as a new key next time.
-        entry = (self._key(run_dir, bound), summarize(detail))
-        with self._lock:
-            self._entries[run_dir] = entry
-        return entry[1]
+        key = self._key(run_dir, bound)
+        summary = summarize(detail)
+        if before is not None and key[0] == before:
+            with self._lock:
+                self._entries[run_id] = (run_dir, key, summary)
+        return summary
 
     def summaries(self, root: Path) -> list[RunSummary]:
         """Every run folder in ``root``, newest start first; drops folders that went away."""
-        dirs = [root / run_id for run_id in scan_run_ids(root)]
+        ids = scan_run_ids(root)
         with self._lock:
-            for gone in set(self._entries) - set(dirs):
+            for gone in set(self._entries) - set(ids):
                 del self._entries[gone]
-        out = [self.summary(d) for d in dirs]
+        out = [self.summary(root / run_id, run_id) for run_id in ids]
         return sorted(out, key=lambda s: (s.started, s.run_id), reverse=True)
 
 
@@ -391,16 +426,28 @@ def evaluation_frames(lines: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.Dat
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items()
-            if isinstance(v, (int, float, str, bool)) or v is None}
+    """The scalar metrics, with one level of tables spread out (``breach_days.<limit>``)."""
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in _scalars(v).items() if "." not in kk})
+        elif isinstance(v, (int, float, str, bool)) or v is None:
+            out[k] = v
+    return out
 
 
 def backtest_frame(line: dict[str, Any]) -> pd.DataFrame:
-    """A ``backtest`` line as one row per controller (the policy, then each baseline)."""
+    """A ``backtest`` line as one row per controller (the policy, then each baseline).
+
+    ``safe-trpo backtest`` writes ``policy`` (the run folder as given), ``metrics`` (its
+    figures) and ``baselines`` ({name: figures}); a ``policy`` table of figures is read too.
+    """
     rows = []
     policy = line.get("policy")
-    if isinstance(policy, dict):
-        rows.append({"controller": "trained policy", **_scalars(policy)})
+    own = policy if isinstance(policy, dict) else line.get("metrics")
+    if isinstance(own, dict):
+        label = policy if isinstance(policy, str) else "trained policy"
+        rows.append({"controller": label, **_scalars(own)})
     baselines = line.get("baselines")
     if isinstance(baselines, dict):
         items = list(baselines.items())

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from safe_trpo.errors import UserError
+from safe_trpo.review.runs import md
 from safe_trpo.sweep_report import (
     HTML_FILE,
     find_sweeps,
@@ -25,7 +26,7 @@ def sweeps_page(root: Path) -> None:
     st.header("Sweeps")
     sweeps = find_sweeps(root)
     if not sweeps:
-        st.info(f"No sweeps in `{root}` (run `safe-trpo sweep SCENARIO --seeds 0-4`).")
+        st.info(f"No sweeps in {md(root)} (run `safe-trpo sweep SCENARIO --seeds 0-4`).")
         return
     names = [s.name for s in sweeps]
     name = st.selectbox("Sweep", names, key="sweep")
@@ -33,14 +34,17 @@ def sweeps_page(root: Path) -> None:
     try:
         summary = load_summary(sweep_dir)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
-    st.caption(f"Updated {summary.get('updated', '?')}; backend {summary.get('backend', '?')}; "
-               f"seeds {summary.get('seeds')}; settings {summary.get('sets') or 'none'}.")
-    st.caption(summary.get("method", {}).get("text", ""))
+    # sweep.json is written by the sweep, not checked by a chain: all of it is shown literally.
+    st.caption(f"Updated {md(summary.get('updated', '?'))}; "
+               f"backend {md(summary.get('backend', '?'))}; seeds {md(summary.get('seeds'))}; "
+               f"settings {md(summary.get('sets') or 'none')}.")
+    method = summary.get("method")
+    st.caption(md(method.get("text", "") if isinstance(method, dict) else ""))
     st.dataframe(pd.DataFrame(summary_table(summary)), hide_index=True, width="stretch")
     for config in summary.get("configurations", []):
-        with st.expander(f"{config['label']}: runs"):
+        with st.expander(f"{md(config.get('label', '?'))}: runs"):
             st.dataframe(pd.DataFrame([_run_row(run) for run in config.get("runs", [])]),
                          hide_index=True, width="stretch")
     page = sweep_dir / HTML_FILE
