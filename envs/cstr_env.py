@@ -117,6 +117,9 @@ class CSTRConfig:
             "tracking_scale": (1e-6, 10.0)})
         if self.setpoint_min > self.setpoint_max:
             raise ValueError("setpoint_min must be <= setpoint_max")
+        if self.safe_temp_K > self.runaway_temp_K:
+            raise ValueError(f"safe_temp_K ({self.safe_temp_K}) must be <= runaway_temp_K "
+                             f"({self.runaway_temp_K}): the safe band ends before runaway")
         if self.coolant_min_K >= self.coolant_max_K:
             raise ValueError("coolant_min_K must be < coolant_max_K")
         if round(self.episode_minutes / self.dt_minutes) < 1:

@@ -64,7 +64,10 @@ class PendulumPlant:
                                                  dict[str, np.ndarray]]:
         # Pendulum-v1's expressions, operation for operation: with float32 actions, numpy keeps
         # the torque terms (u**2, 3 u) in float32, exactly as the single env does.
-        u = np.clip(np.asarray(actions).reshape(self.num), -MAX_TORQUE, MAX_TORQUE)
+        u = np.asarray(actions).reshape(self.num)
+        if np.isnan(u).any():  # np.clip would pass NaN on into the state: an error, not a zero
+            raise ValueError("PendulumVectorEnv: action contains NaN")
+        u = np.clip(u, -MAX_TORQUE, MAX_TORQUE)
         theta, theta_dot = self.theta, self.theta_dot
         costs = angle_normalize(theta) ** 2 + 0.1 * theta_dot**2 + 0.001 * (u**2)
         new_theta_dot = theta_dot + (3 * GRAVITY / (2 * LENGTH) * np.sin(theta)

@@ -119,6 +119,9 @@ class PressureConfig:
                              f"{self.surges_per_episode!r}")
         if self.setpoint_min > self.setpoint_max or self.inflow_min > self.inflow_max:
             raise ValueError("setpoint_min/inflow_min must be <= setpoint_max/inflow_max")
+        if self.relief_set_bar > self.mawp_bar:
+            raise ValueError(f"relief_set_bar ({self.relief_set_bar}) must be <= mawp_bar "
+                             f"({self.mawp_bar}): a relief valve is set at or below the MAWP")
         if round(self.episode_minutes / self.dt_minutes) < 1:
             raise ValueError("episode_minutes must be at least one dt_minutes")
 

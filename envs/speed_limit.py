@@ -14,23 +14,45 @@ One batched plant (``SpeedLimitPlant``) serves both faces, through ``envs._vecto
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
-from envs._vector import PlantEnv, PlantVectorEnv, check_actions
+from envs._vector import PlantEnv, PlantVectorEnv, build_config, check_actions, check_fields
 
 ENV_ID = "SafeTRPO/SpeedLimit-v0"
+
+
+@dataclass(frozen=True)
+class SpeedLimitConfig:
+    """Constructor kwargs of SafeTRPO/SpeedLimit-v0 (scenario ``[env] kwargs``)."""
+
+    episode_steps: int = 100
+    """Steps per episode (the time limit), an integer >= 1; 100 in the shipped scenario."""
+    speed_limit: float = 0.5
+    """Velocity above which a step costs 1; in [-1, 1] (|v| <= 1), 0.5 in the scenario."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"episode_steps": (1, 10_000_000), "speed_limit": (-1.0, 1.0)})
+        # An integer: the observation's time left is 1 - t / episode_steps, on a step grid.
+        if not isinstance(self.episode_steps, (int, np.integer)):
+            raise ValueError(f"episode_steps: expected an integer, got {self.episode_steps!r}")
+
+
+def make_config(kwargs: dict[str, Any]) -> SpeedLimitConfig:
+    """``SpeedLimitConfig`` from scenario kwargs, bad keys or values as one-line UserErrors."""
+    return build_config(SpeedLimitConfig, kwargs, ENV_ID)
 
 
 class SpeedLimitPlant:
     """N point masses; see the module docstring."""
 
-    def __init__(self, num: int, episode_steps: int = 100, speed_limit: float = 0.5) -> None:
+    def __init__(self, num: int, config: SpeedLimitConfig) -> None:
         self.num = num
-        self.episode_steps = int(episode_steps)
-        self.speed_limit = float(speed_limit)
+        self.episode_steps = int(config.episode_steps)
+        self.speed_limit = float(config.speed_limit)
         self.single_observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.single_action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.v = np.zeros(num)
@@ -57,11 +79,17 @@ class SpeedLimitPlant:
 
 
 class SpeedLimitEnv(PlantEnv):
-    def __init__(self, episode_steps: int = 100, speed_limit: float = 0.5) -> None:
-        super().__init__(SpeedLimitPlant(1, episode_steps, speed_limit))
+    """One point mass; kwargs: see :class:`SpeedLimitConfig`."""
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.config = make_config(kwargs)
+        super().__init__(SpeedLimitPlant(1, self.config))
 
 
 class SpeedLimitVectorEnv(PlantVectorEnv):
-    def __init__(self, num_envs: int = 1, episode_steps: int = 100,
-                 speed_limit: float = 0.5) -> None:
-        super().__init__(SpeedLimitPlant(int(num_envs), episode_steps, speed_limit))
+    """``num_envs`` point masses in one numpy call (SAME_STEP autoreset); copy i behaves like
+    ``SpeedLimitEnv`` reset with seed + i. kwargs: see :class:`SpeedLimitConfig`."""
+
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
+        self.config = make_config(kwargs)
+        super().__init__(SpeedLimitPlant(int(num_envs), self.config))

@@ -29,6 +29,7 @@ from envs.portfolio.env import COST_NAMES, ENV_NAME, PortfolioConfig, PortfolioE
 from envs.portfolio.prices import load_prices
 from safe_trpo.audit import AuditLog, file_sha256, to_jsonable
 from safe_trpo.errors import UserError
+from safe_trpo.make_env import env_kwargs as scenario_env_kwargs
 
 BASELINE_HISTORY = 61  # closes the optimising baselines need before the first day (60 returns)
 # Scenario env kwargs that describe the training data, replaced by the backtest's own.
@@ -123,6 +124,10 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
         json_out: where to write the JSON; the PNG goes beside it. None = print only.
     """
     prices = Path(prices)
+    if json_out is not None and Path(json_out).suffix.lower() == ".png":
+        # The wealth plot goes to the JSON path with .png: the same file would be overwritten.
+        raise UserError(f"--json {json_out}: expected a .json path (the wealth plot is written "
+                        f"beside it with the suffix .png)")
     run_dir, trained = None, None
     if policy not in BASELINE_NAMES:
         run_dir = Path(policy)
@@ -151,7 +156,8 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
     column = "policy" if trained is not None else policy
     report = _report(prices, panel, runs, cfg, column)
     if trained is not None:
-        report.update(policy=str(run_dir), in_sample=_overlaps_training(trained, report["start"]))
+        report.update(policy=str(run_dir),
+                      in_sample=_overlaps_training(trained, report["start"], report["end"]))
     print(format_table(runs, column, report))
     if json_out is not None:
         report["wealth_plot"] = _write_outputs(Path(json_out), report, runs, column)
@@ -192,7 +198,7 @@ def _setup(trained: Any, start: str | None,
     if trained is None:
         return {}, None, start, end
     # Data files (the training prices) reach the env as kwargs too, as in training.
-    kwargs = {**trained.scenario.env.kwargs, **getattr(trained.scenario.env, "data_files", {})}
+    kwargs = scenario_env_kwargs(trained.scenario.env)
     tickers = kwargs.get("tickers")
     if tickers is None:
         # The run traded whichever tickers were complete in its training window: find them the
@@ -214,21 +220,24 @@ def _iso(value: Any) -> str | None:
 
 def _check_obs_dim(trained: Any, env: PortfolioEnv, run_dir: Path) -> None:
     """Refuse a policy whose input or output size does not fit the backtest env."""
-    for what, want, have in (
-            ("observations", getattr(trained, "obs_dim", None), env.observation_space.shape),
-            ("actions", getattr(getattr(trained, "action_space", None), "shape", None),
-             env.action_space.shape)):
-        want = None if want is None else tuple(int(x) for x in np.atleast_1d(want))
-        if want is not None and want != tuple(have):
+    for what, want, have in (("observations", trained.obs_space.shape, env.observation_space.shape),
+                             ("actions", trained.action_space.shape, env.action_space.shape)):
+        want = tuple(int(x) for x in want)
+        if want != tuple(have):
             raise UserError(f"{run_dir}: the policy's {what} have shape {want}, the backtest "
                             f"env's {tuple(have)} (same tickers and window as in training?)")
 
 
-def _overlaps_training(trained: Any, first_day: str) -> bool:
-    """Whether the backtest starts on or before the run's last training price (in-sample)."""
-    train_end = trained.scenario.env.kwargs.get("train_end")
+def _overlaps_training(trained: Any, first_day: str, last_day: str) -> bool:
+    """Whether the window ``[first_day, last_day]`` shares a day with the run's training window
+    ``[train_start, train_end]`` (in-sample)."""
+    kwargs = trained.scenario.env.kwargs
+    train_start, train_end = kwargs.get("train_start"), kwargs.get("train_end")
     # No train_end: training could read the whole price file, so any window may be in-sample.
-    return train_end is None or pd.Timestamp(first_day) <= pd.Timestamp(str(train_end))
+    if train_end is None:
+        return True
+    after_start = train_start is None or pd.Timestamp(last_day) >= pd.Timestamp(str(train_start))
+    return after_start and pd.Timestamp(first_day) <= pd.Timestamp(str(train_end))
 
 
 def _report(prices: Path, panel: pd.DataFrame, runs: list[StrategyRun], cfg: PortfolioConfig,
@@ -293,11 +302,16 @@ def _write_outputs(json_out: Path, report: dict[str, Any], runs: list[StrategyRu
                    column: str) -> str:
     """Write the JSON and the wealth-curve PNG beside it; returns the PNG's file name."""
     png = json_out.with_suffix(".png")
-    json_out.parent.mkdir(parents=True, exist_ok=True)
     report = {**report, "wealth_plot": png.name}
-    json_out.write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")
-    plot_wealth(runs, png, column, title=f"{report['policy']}, {report['start']}.."
-                                         f"{report['end']}, {report['cost_rate'] * 1e4:g} bps")
+    path = json_out
+    try:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")
+        path = png
+        plot_wealth(runs, png, column, title=f"{report['policy']}, {report['start']}.."
+                                             f"{report['end']}, {report['cost_rate'] * 1e4:g} bps")
+    except OSError as exc:
+        raise UserError(f"--json: cannot write {path} ({exc.strerror or exc})") from None
     return png.name
 
 

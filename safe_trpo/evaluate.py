@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,22 +26,30 @@ class Episodes:
     returns: np.ndarray  # (E,)
     costs: np.ndarray  # (E, m) undiscounted episode sums
     lengths: np.ndarray  # (E,)
+    cost_steps: np.ndarray | None = None  # (E, m) steps whose cost was > 0
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # key -> (E,) episode sums
 
 
 def run_episodes(envs: gym.vector.VectorEnv, controller: Controller, episodes: int, seed: int,
-                 cost_keys: list[str], max_steps: int = 10_000_000) -> Episodes:
+                 cost_keys: list[str], max_steps: int = 10_000_000,
+                 extra_keys: tuple[str, ...] = ()) -> Episodes:
     """Run exactly ``episodes`` episodes, split evenly over the copies.
 
     Each copy runs its quota of whole episodes one after another, so short episodes are not
-    over-represented (taking the first E to finish would favour them).
+    over-represented (taking the first E to finish would favour them). ``cost_keys`` are info
+    keys (``cost_<name>``) summed per episode into ``costs``; ``extra_keys`` are further per-step
+    info keys (e.g. ``"tracking_error"``) summed per episode into ``extras[key]``. Finished
+    copies' values are read from ``info["final_info"]``; a missing or non-finite one is an error.
     """
-    n = envs.num_envs
+    n, keys = envs.num_envs, list(cost_keys) + list(extra_keys)
     quota = np.full(n, episodes // n) + (np.arange(n) < episodes % n)
     done_count = np.zeros(n, dtype=np.int64)
     obs, _ = envs.reset(seed=seed)
     controller.reset()
-    ep_ret, ep_cost, ep_len = np.zeros(n), np.zeros((n, len(cost_keys))), np.zeros(n, int)
-    returns, costs, lengths = [], [], []
+    m = len(cost_keys)
+    ep_ret, ep_sum, ep_len = np.zeros(n), np.zeros((n, len(keys))), np.zeros(n, int)
+    ep_cost_steps = np.zeros((n, m), dtype=np.int64)
+    returns, sums, cost_steps, lengths = [], [], [], []
     for _ in range(max_steps):
         if np.all(done_count >= quota):
             break
@@ -49,19 +57,25 @@ def run_episodes(envs: gym.vector.VectorEnv, controller: Controller, episodes: i
         done = np.logical_or(terminated, truncated)
         check_finite(np.asarray(obs, dtype=np.float64), "observation")
         active = done_count < quota
+        step = read_costs(info, done, keys)  # any per-step info key, not only costs
         ep_ret += np.where(active, reward, 0.0)
-        ep_cost += np.where(active[:, None], read_costs(info, done, cost_keys), 0.0)
+        ep_sum += np.where(active[:, None], step, 0.0)
+        ep_cost_steps += active[:, None] & (step[:, :m] > 0)
         ep_len += active
         for i in np.flatnonzero(done & active):
             returns.append(ep_ret[i])
-            costs.append(ep_cost[i].copy())
+            sums.append(ep_sum[i].copy())
+            cost_steps.append(ep_cost_steps[i].copy())
             lengths.append(ep_len[i])
             done_count[i] += 1
-        ep_ret[done], ep_cost[done], ep_len[done] = 0.0, 0.0, 0
+        ep_ret[done], ep_sum[done], ep_cost_steps[done], ep_len[done] = 0.0, 0.0, 0, 0
         if done.any():
             controller.reset(done)
-    return Episodes(np.array(returns), np.array(costs).reshape(len(returns), len(cost_keys)),
-                    np.array(lengths))
+    e = len(returns)
+    sums_arr = np.array(sums).reshape(e, len(keys))
+    return Episodes(np.array(returns), sums_arr[:, :m], np.array(lengths),
+                    cost_steps=np.array(cost_steps, dtype=np.int64).reshape(e, m),
+                    extras={k: sums_arr[:, m + j] for j, k in enumerate(extra_keys)})
 
 
 def summarise(scenario: Scenario, result: Episodes) -> dict[str, Any]:
@@ -84,7 +98,7 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, seed: int | None = 
 
     policy = load_policy(run_dir)
     scenario = policy.scenario
-    episodes = episodes or scenario.eval.episodes
+    episodes = scenario.eval.episodes if episodes is None else episodes
     seed = scenario.eval.seed if seed is None else seed
     envs = make_vector_env(scenario.env, num_envs=min(episodes, scenario.env.num_envs))
     try:

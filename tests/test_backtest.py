@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from gymnasium import spaces
 
 from envs.portfolio.baselines import BASELINE_NAMES, EqualWeight, MeanVariance, MinVariance
 from envs.portfolio.synthetic import synthetic_prices
@@ -154,15 +155,19 @@ def test_backtest_command_on_shipped_data(tmp_path, capsys, policy):
     assert f"{policy}*" in table and "Sharpe" in table and "days drawdown > 0.15" in table
 
 
-def install_fake_policy_io(monkeypatch, tickers, n_actions):
+def install_fake_policy_io(monkeypatch, tickers, n_actions, train=("2010-01-01", "2014-12-31")):
+    """A stand-in for safe_trpo.policy_io: same attributes as TrainedPolicy (scenario, obs_space,
+    action_space, act, reset); observation size for window 10."""
+    obs_dim = 10 * len(tickers) + 2 * len(tickers) + 2
     trained = types.SimpleNamespace(
         scenario=types.SimpleNamespace(env=types.SimpleNamespace(
             id="SafeTRPO/Portfolio-v0", num_envs=1, data_files={"prices": str(STOCKS)},
-            kwargs={"tickers": tickers, "train_start": "2010-01-01",
-                    "train_end": "2014-12-31", "test_start": "2016-01-01",
+            kwargs={"tickers": tickers, "train_start": train[0],
+                    "train_end": train[1], "test_start": "2016-01-01",
                     "test_end": "2016-06-30", "window": 10, "episode_days": 60,
                     "drawdown_limit": 0.1})),
-        obs_dim=10 * len(tickers) + 2 * len(tickers) + 2)
+        obs_space=spaces.Box(-np.inf, np.inf, shape=(obs_dim,), dtype=np.float32),
+        action_space=spaces.Box(-5.0, 5.0, shape=(n_actions,), dtype=np.float32))
     controller = FakeController(n_actions)
     trained.act, trained.reset = controller.act, controller.reset
     module = types.ModuleType("safe_trpo.policy_io")
@@ -236,10 +241,45 @@ def test_in_sample_window_of_a_run_is_flagged(tmp_path, monkeypatch, capsys):
 
 
 @needs_data
+@pytest.mark.parametrize("window, in_sample", [
+    (("2014-06-02", "2014-09-30"), False),  # ends before training starts: out of sample
+    (("2014-11-03", "2015-03-31"), True),  # runs into the training window
+    (("2015-03-02", "2015-06-30"), True)])  # inside it
+def test_window_before_training_is_out_of_sample(tmp_path, monkeypatch, capsys, window,
+                                                 in_sample):
+    install_fake_policy_io(monkeypatch, ["AAPL", "JPM", "XOM"], 4,
+                           train=("2015-01-01", "2015-12-31"))
+    (tmp_path / "run").mkdir()
+    out = tmp_path / "bt.json"
+    run_backtest_command(STOCKS, str(tmp_path / "run"), *window, None, out)
+    assert json.loads(out.read_text())["in_sample"] is in_sample
+    assert ("overlaps the policy's training data" in capsys.readouterr().out) is in_sample
+
+
+@needs_data
 def test_policy_with_the_wrong_shape_is_refused(tmp_path, monkeypatch):
     install_fake_policy_io(monkeypatch, ["AAPL", "JPM", "XOM"], 4)
-    sys.modules["safe_trpo.policy_io"].load_policy(tmp_path).obs_dim = 99
+    trained = sys.modules["safe_trpo.policy_io"].load_policy(tmp_path)
     (tmp_path / "run").mkdir()
+    good = trained.obs_space
+    trained.obs_space = spaces.Box(-1.0, 1.0, shape=(99,), dtype=np.float32)
     with pytest.raises(UserError, match=r"observations have shape \(99,\), the backtest env's "
                                         r"\(38,\)"):
         run_backtest_command(STOCKS, str(tmp_path / "run"), None, None, None, None)
+    trained.obs_space, trained.action_space = good, spaces.Box(-1.0, 1.0, shape=(5,))
+    with pytest.raises(UserError, match=r"actions have shape \(5,\), the backtest env's "
+                                        r"\(4,\)"):
+        run_backtest_command(STOCKS, str(tmp_path / "run"), None, None, None, None)
+
+
+def test_json_output_errors_are_user_errors(tmp_path, capsys):
+    prices = tmp_path / "p.parquet"
+    synthetic_prices(100, 3, seed=0).to_parquet(prices)
+    with pytest.raises(UserError, match=r"--json .*out.png: expected a .json path"):
+        run_backtest_command(prices, "equal-weight", None, None, None, tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    target = blocker / "sub" / "bt.json"
+    with pytest.raises(UserError, match=r"--json: cannot write .*a_file/sub/bt.json"):
+        run_backtest_command(prices, "equal-weight", None, None, None, target)

@@ -231,6 +231,30 @@ def test_bad_kwargs_are_user_errors(panel):
         PortfolioEnv(prices=panel, episode_days=2.5)
     with pytest.raises(UserError, match=r"ticker\(s\) ZZ not in the file"):
         PortfolioEnv(prices=panel, tickers=["S0", "ZZ"])
+    # A TOML integer is not a year: pd.Timestamp(2014) would be 2014 ns after 1970.
+    with pytest.raises(UserError, match=r"train_start: expected a date such as 2015-01-02 "
+                                        r"\(a TOML date or a string\), got 2014$"):
+        PortfolioEnv(prices=panel, train_start=2014)
+    with pytest.raises(UserError, match=r"train_end: expected a date .*got 2000.5"):
+        PortfolioEnv(prices=panel, train_end=2000.5)
+    end = panel.index[300].date()  # a TOML date (datetime.date) is accepted
+    assert PortfolioEnv(prices=panel, train_end=end).core.panel.index[-1].date() == end
+
+
+def test_vector_env_takes_a_list_of_seeds_like_sync(panel):
+    n, kw = 3, {"prices": panel, "episode_days": 10, "window": 5}
+    vec = PortfolioVectorEnv(num_envs=n, **kw)
+    ref = gym.vector.SyncVectorEnv([lambda: PortfolioEnv(**kw) for _ in range(n)],
+                                   autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    seeds = [7, 100, 3]
+    obs_v, _ = vec.reset(seed=seeds)
+    obs_r, _ = ref.reset(seed=seeds)
+    assert np.array_equal(obs_v, obs_r)
+    # Re-seeding only copy 1 through reset_mask leaves the others' generators running.
+    obs_v, _ = vec.reset(seed=[None, 100, None], options={"reset_mask": [False, True, False]})
+    assert np.array_equal(obs_v[1], obs_r[1])
+    with pytest.raises(ValueError, match="2 seeds given for 3 copies"):
+        vec.reset(seed=[1, 2])
 
 
 def test_step_weights_refuses_invalid_weights(panel):

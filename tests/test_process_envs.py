@@ -19,6 +19,7 @@ from envs.pid import cstr_pid, hold_valve, pressure_pid
 from envs.pressure_env import PressureVesselEnv, PressureVesselVectorEnv
 from safe_trpo.config import load_scenario
 from safe_trpo.errors import UserError
+from safe_trpo.evaluate import run_episodes
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -142,6 +143,45 @@ def test_bad_kwargs_are_one_line_user_errors(env_id):
         gym.make_vec(env_id, num_envs=2, dt_minutes=-0.5)
 
 
+@pytest.mark.parametrize("env_id, kwargs, message", [
+    ("SafeTRPO/CSTR-v0", {"safe_temp_K": 355.0}, r"safe_temp_K \(355.0\) must be <= runaway"),
+    ("SafeTRPO/PressureVessel-v0", {"relief_set_bar": 10.5},
+     r"relief_set_bar \(10.5\) must be <= mawp_bar"),
+    ("SafeTRPO/SpeedLimit-v0", {"speed_limit": "abc"},
+     r"speed_limit: expected a number, got 'abc'"),
+    ("SafeTRPO/SpeedLimit-v0", {"speed_limit": 1.5}, r"speed_limit: expected a number in \[-1"),
+    ("SafeTRPO/SpeedLimit-v0", {"episode_steps": 0}, r"episode_steps: expected a number in \[1,"),
+    ("SafeTRPO/SpeedLimit-v0", {"episode_steps": 2.5}, r"episode_steps: expected an integer"),
+    ("SafeTRPO/SpeedLimit-v0", {"bogus": 1}, r"unknown \[env\] kwargs \['bogus'\]")])
+def test_inconsistent_kwargs_are_one_line_user_errors(env_id, kwargs, message):
+    for build in (lambda: gym.make(env_id, **kwargs),
+                  lambda: gym.make_vec(env_id, num_envs=2, **kwargs)):
+        with pytest.raises(UserError, match=message) as caught:
+            build()
+        assert env_id in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_speed_limit_kwargs_reach_the_plant():
+    from envs.speed_limit import SpeedLimitEnv, SpeedLimitVectorEnv
+
+    venv = SpeedLimitVectorEnv(num_envs=2, episode_steps=4, speed_limit=0.3)
+    assert venv.config.episode_steps == 4 and venv.config.speed_limit == 0.3
+    venv.reset(seed=0)
+    for _ in range(3):
+        _, _, _, truncated, _ = venv.step(np.ones((2, 1), np.float32))
+    assert not truncated.any() and venv.step(np.ones((2, 1), np.float32))[3].all()
+    assert SpeedLimitEnv(speed_limit=-0.2).config.speed_limit == -0.2
+
+
+def test_pendulum_vector_env_refuses_nan_actions():
+    from envs.pendulum_vec import PendulumVectorEnv
+
+    venv = PendulumVectorEnv(num_envs=2)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        venv.step(np.array([[0.5], [np.nan]], np.float32))
+
+
 @pytest.mark.parametrize("env_id", IDS)
 def test_nan_action_is_refused(env_id):
     env = gym.make(env_id).unwrapped
@@ -202,6 +242,47 @@ def test_evaluation_reads_sync_and_native_envs_alike():
     b = evaluate_controller(native, cstr_pid(), 6, seed=9, limits=limits)
     assert a == b
     assert a["costs"]["runaway"]["limit"] == 0.25 and "frac_over_limit" in a["costs"]["runaway"]
+
+
+def test_evaluation_sums_match_single_env_episodes():
+    # Tier 1: evaluate_controller's figures from one copy-by-copy reference loop over single
+    # envs seeded like the vector env's copies (seed + i), and run_episodes' extras directly.
+    kwargs, seed = {"episode_minutes": 5.0}, 3
+    native = CSTRVectorEnv(num_envs=2, **kwargs)
+    refs = []
+    for i in range(2):
+        env, pid = CSTREnv(**kwargs), cstr_pid()
+        obs, _ = env.reset(seed=seed + i)
+        pid.reset()
+        total = {"return": 0.0, "error": 0.0, "steps": 0, "temperature": 0.0, "cost_steps": 0}
+        done = False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(pid.act(obs[None])[0])
+            done = terminated or truncated
+            total["return"] += reward
+            total["error"] += info["tracking_error"]
+            total["temperature"] += info["cost_temperature"]
+            total["cost_steps"] += info["cost_temperature"] > 0
+            total["steps"] += 1
+        refs.append(total)
+    out = evaluate_controller(native, cstr_pid(), 2, seed=seed)
+    steps = sum(r["steps"] for r in refs)
+    assert out["episodes"] == 2
+    assert np.isclose(out["return_mean"], np.mean([r["return"] for r in refs]), atol=1e-9)
+    assert np.isclose(out["tracking_error_mean"], sum(r["error"] for r in refs) / steps,
+                      atol=1e-12)
+    assert np.isclose(out["tracking_error_episode_max"],
+                      max(r["error"] / r["steps"] for r in refs), atol=1e-12)
+    temp = out["costs"]["temperature"]
+    assert np.isclose(temp["ep_cost_mean"], np.mean([r["temperature"] for r in refs]))
+    assert temp["frac_steps_with_cost"] == sum(r["cost_steps"] for r in refs) / steps
+    result = run_episodes(native, cstr_pid(), 2, seed, ["cost_runaway"],
+                          extra_keys=("tracking_error", "temperature"))
+    assert np.allclose(result.extras["tracking_error"], [r["error"] for r in refs], atol=1e-12)
+    assert set(result.extras) == {"tracking_error", "temperature"}
+    assert run_episodes(native, cstr_pid(), 2, seed, ["cost_runaway"]).extras == {}
+    with pytest.raises(UserError, match="no_such_key"):
+        run_episodes(native, cstr_pid(), 2, seed, [], extra_keys=("no_such_key",))
 
 
 @pytest.mark.parametrize("name, env_id, costs", [

@@ -37,14 +37,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+from gymnasium.utils import seeding
 from gymnasium.vector.utils import batch_space
 
+from envs._vector import per_copy_seeds, same_step_info
 from envs.portfolio import accounting as acc
 from envs.portfolio.prices import load_prices, select_window, validate_panel
 from safe_trpo.errors import UserError
@@ -156,8 +159,12 @@ def _number(value: Any, key: str, expected: str, ok: Any) -> None:
 
 
 def _date(value: Any, key: str) -> pd.Timestamp | None:
+    """A date given as text (TOML dates arrive as ``datetime.date`` and were turned into text);
+    anything else, e.g. the TOML integer 2014, is refused rather than read as nanoseconds."""
     if value is None:
         return None
+    _check(isinstance(value, str), key, "a date such as 2015-01-02 (a TOML date or a string)",
+           value)
     try:
         return pd.Timestamp(value)
     except (ValueError, TypeError):
@@ -327,13 +334,15 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
         self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
 
-    def reset(self, *, seed: int | None = None,
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        if seed is not None:
-            self._rngs = [np.random.default_rng(seed + i) for i in range(self.num_envs)]
+        seeds = per_copy_seeds(seed, self.num_envs)
         mask = np.ones(self.num_envs, dtype=bool)
         if options and "reset_mask" in options:
             mask = np.asarray(options["reset_mask"], dtype=bool)
+        for i in np.flatnonzero(mask):
+            if seeds[i] is not None:  # unseeded: the copy's generator continues, as a single env
+                self._rngs[i] = seeding.np_random(seeds[i])[0]
         self._reset_copies(mask)
         return self.core.observe(), {}
 
@@ -348,21 +357,13 @@ class PortfolioVectorEnv(gym.vector.VectorEnv):
     def step_weights(self, target: np.ndarray) -> tuple[Any, ...]:
         """Batched step from target weights (num_envs, A+1), long-only, summing to 1."""
         reward, truncated, info = self.core.step(np.asarray(target, dtype=np.float64))
-        masks = {f"_{k}": np.ones(self.num_envs, dtype=bool) for k in info}  # Gymnasium style
         obs = self.core.observe()
+        out = same_step_info(info, truncated, obs)  # final_obs/final_info as SyncVectorEnv
         if truncated.any():
-            final_obs = np.full(self.num_envs, None, dtype=object)
-            for i in np.flatnonzero(truncated):
-                final_obs[i] = obs[i]
-            final_info = {k: v.copy() for k, v in info.items()}
-            final_info.update({f"_{k}": truncated.copy() for k in info})
-            info.update(final_obs=final_obs, _final_obs=truncated.copy(), final_info=final_info,
-                        _final_info=truncated.copy())
             self._reset_copies(truncated)
             obs = self.core.observe()
-        info.update(masks)
         terminated = np.zeros(self.num_envs, dtype=bool)
-        return obs, reward, terminated, truncated, info
+        return obs, reward, terminated, truncated, out
 
 
 class PortfolioEnv(gym.Env):
