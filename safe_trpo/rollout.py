@@ -78,8 +78,9 @@ def read_costs(info: dict[str, Any], done: np.ndarray, cost_keys: list[str]) -> 
             mask = source.get(f"_{key}")
             if key not in source or (mask is not None and not np.all(mask[rows])):
                 reported = sorted(k for k in {**info, **final} if k.startswith("cost"))
-                raise UserError(f"environment does not report info['{key}'] (needed by a "
-                                f"[[constraints]] entry); it reports: {reported or 'no costs'}")
+                raise UserError(f"environment does not report info['{key}'] on every step "
+                                f"(needed here); cost keys it reports: "
+                                f"{reported or 'none'}")
             out[rows, j] = np.asarray(source[key], dtype=np.float64)[rows]
     check_finite(out, "cost")
     if (out < 0).any():
