@@ -11,15 +11,15 @@ helpers can tell the two apart and escape everything else by default.
 
 The report shows the integrity verdict computed before it is written and names the chain head it
 describes; ``write_report`` then binds the file into the chain with a ``file`` line (role
-``report``), so ``verify`` can later tell whether the report was edited.
+``report``), so ``verify`` can later tell whether the report was edited. When binding is refused
+(see ``binding``) the page goes to ``report.unbound.html`` instead, so a bound ``report.html``
+is never replaced by a file the chain does not know.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,7 @@ from safe_trpo.audit import AuditLog, RunVerdict, file_sha256, read_lines, verif
 from safe_trpo.report_html import (
     CSS,
     Html,
+    atomic_write,
     badge,
     capped,
     esc,
@@ -45,6 +46,7 @@ from safe_trpo.report_plots import (
     constraint_rows,
     constraint_summary,
     cpo_summary,
+    current_updates,
     line_search_summary,
     num,
     render_png,
@@ -55,11 +57,11 @@ from safe_trpo.report_plots import (
 
 # One staleness rule for the review app and the report, kept with the sign-off writer; re-exported
 # here so callers of the report can use it too.
-from safe_trpo.review.signoff import SignoffState as SignoffState
 from safe_trpo.review.signoff import overall_state
 from safe_trpo.review.signoff import signoff_states as signoff_states
 
 REPORT_FILE = "report.html"
+UNBOUND_FILE = "report.unbound.html"  # where a report goes when it may not be bound (binding)
 CAP_RESULTS = 5  # latest evaluation / backtest lines shown
 
 
@@ -156,7 +158,9 @@ def _header(f: RunFacts, generated: str) -> str:
     bound = ("Written by <code>safe-trpo report</code>, this file is bound into the chain by a "
              "<code>file</code> line (role <code>report</code>) appended after the head above."
              if why_not is None else
-             f"This report is not bound into the audit chain: {esc(why_not)}.")
+             f"This report is not bound into the audit chain: {esc(why_not)}. "
+             f"<code>safe-trpo report</code> saves it as <code>{UNBOUND_FILE}</code> and leaves "
+             f"any <code>{REPORT_FILE}</code> as it was.")
     return (f"<header><h1>safe-trpo run report: {esc(run_id)}</h1>{meta}"
             f'<div class="verdict v-{vl}"><p><strong>Integrity</strong> {badge(word, vl)} '
             f"{esc(detail)}</p>"
@@ -171,8 +175,11 @@ def _glance(f: RunFacts) -> str:
         if t.cons and len(t) else 0
     states = signoff_states(f.lines, run_verified=f.verdict.ok)
     stale = sum(s.stale for s in states)
+    redone = (f" ({t.superseded} more rows superseded: redone after a resume, not counted)"
+              if t.superseded else "")
     return kv_table([
-        ("Updates recorded", f"{len(t)} of {text(f.start.get('planned_updates'))} planned"),
+        ("Updates recorded",
+         f"{len(t)} of {text(f.start.get('planned_updates'))} planned{redone}"),
         ("Updates that violated a limit", f"{any_viol} ("
          + ", ".join(f"{k}: {v}" for k, v in viol.items()) + ")" if viol else any_viol),
         ("Line searches failed", int((t.accepted == 0).sum())),
@@ -274,9 +281,10 @@ def _training_section(f: RunFacts) -> str:
 
 def _exceptions_section(f: RunFacts) -> str:
     viol, failed, events = [], [], []
+    current = {id(ln) for ln in current_updates(f.lines)}
     for ln in f.lines:
         kind = ln.get("type")
-        if kind == "update":
+        if kind == "update" and id(ln) in current:
             bad = [c for c in constraint_rows(ln) if violated(c) == 1]
             if bad:
                 viol.append([ln.get("seq"), ln.get("update"), ln.get("env_steps"), "; ".join(
@@ -287,8 +295,10 @@ def _exceptions_section(f: RunFacts) -> str:
                 failed.append([ln.get("seq"), ln.get("update"), ln.get("backtracks"),
                                ln.get("kl"), ln.get("target_kl"), cpo.get("case")])
         elif kind == "nan_detected":
+            detail = f"; detail {text(ln.get('detail'))}" if ln.get("detail") is not None else ""
             events.append([ln.get("seq"), kind, ln.get("update"),
-                           f"where {text(ln.get('where'))}; action {text(ln.get('action'))}"])
+                           f"where {text(ln.get('where'))}{detail}; action "
+                           f"{text(ln.get('action'))}"])
         elif kind == "resumed":
             events.append([ln.get("seq"), kind, ln.get("from_update"),
                            f"checkpoint {text(ln.get('checkpoint'))}; cut tail "
@@ -296,8 +306,11 @@ def _exceptions_section(f: RunFacts) -> str:
         elif kind == "run_finished" and ln.get("status") != "completed":
             events.append([ln.get("seq"), kind, ln.get("updates"),
                            f"status {text(ln.get('status'))}; reason {text(ln.get('reason'))}"])
-    return ('<section id="exceptions"><h2>Exceptions</h2>'
-            f"<h3>Updates that violated a limit ({len(viol)})</h3>"
+    redone = (f'<p class="small">{f.updates.superseded} update rows written before a resume '
+              "and redone after it are superseded and not listed here.</p>"
+              if f.updates.superseded else "")
+    return ('<section id="exceptions"><h2>Exceptions</h2>' + redone
+            + f"<h3>Updates that violated a limit ({len(viol)})</h3>"
             + capped(["Seq", "Update", "Env steps", "Violated constraints"], viol,
                      "updates that violated a limit")
             + f"<h3>Updates whose line search failed ({len(failed)})</h3>"
@@ -395,14 +408,17 @@ def _signoff_section(f: RunFacts) -> str:
 
 
 def _files_section(f: RunFacts) -> str:
-    verified = {ln.get("path") for ln in f.verdict.chain.lines if ln.get("type") == "file"}
+    n_verified = f.verdict.chain.n_lines
     latest: dict[str, dict[str, Any]] = {}
     for ln in f.of_type("file"):
         latest[str(ln.get("path"))] = ln
     rows, attention = [], []
     for path, ln in sorted(latest.items(), key=lambda kv: -num(kv[1].get("seq"))):
         problem = next((p for p in f.verdict.file_problems if p.startswith(path + ": ")), None)
-        state = problem or ("matches recorded sha256" if path in verified else "not verified")
+        # Judged on the line shown: an earlier verified record of the same path does not vouch
+        # for a later, unverified one.
+        state = problem or ("matches recorded sha256" if num(ln.get("seq")) < n_verified
+                            else "not verified")
         attention.append(state != "matches recorded sha256")
         rows.append([mono(path), ln.get("role"), mono(ln.get("sha256")), ln.get("bytes"),
                      ln.get("seq"), state])
@@ -457,26 +473,18 @@ def build_report_html(run_dir: Path) -> str:
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write ``<run_dir>/report.html`` atomically and bind it into the audit chain.
+    """Write the report atomically; bind it into the audit chain when that is allowed.
 
-    The page shows the verdict computed before writing. It is appended as a ``file`` line (role
-    ``report``) only when the chain is intact and the run has finished (see ``binding``): the
-    page itself says when it was not. Returns the report's path; UserError for a bad folder.
+    The page shows the verdict computed before writing. When the chain is intact and the run has
+    finished (see ``binding``) it goes to ``<run_dir>/report.html`` and is appended as a ``file``
+    line (role ``report``). Otherwise it goes to ``<run_dir>/report.unbound.html`` and nothing is
+    appended: overwriting a bound report.html would make ``verify`` fail on it. The page says
+    which. Returns the path written; UserError for a bad folder.
     """
     f = _facts(run_dir)
-    page = render(f)
-    path = f.run_dir / REPORT_FILE
-    fd, tmp = tempfile.mkstemp(dir=f.run_dir, prefix=".report-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(page)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if binding(f) is None:
+    bind = binding(f) is None
+    path = atomic_write(f.run_dir / (REPORT_FILE if bind else UNBOUND_FILE), render(f))
+    if bind:
         with AuditLog(f.run_dir) as log:  # AuditLog serialises writers itself
             log.append_file(f.run_dir, path, role="report")
     return path

@@ -9,6 +9,9 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 CAP_ROWS = 100  # rows per long table; the rest are counted, not listed
@@ -33,6 +36,26 @@ def text(value: Any) -> str:
 
 def esc(value: Any) -> str:
     return html.escape(value if isinstance(value, str) else text(value), quote=True)
+
+
+def atomic_write(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` so that readers see the old file or the whole new one.
+
+    A temp file beside ``path`` is fsynced, then renamed over it; it is removed on any failure
+    (Ctrl-C included). Used for run reports and sweep summaries alike. Returns ``path``.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())  # the rename must never publish a file whose data is not on disk
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def cell(value: Any) -> str:

@@ -11,7 +11,12 @@ min-max span as a band, so a single violating update still reaches the band's ed
 averaged away. Violation markers are thinned the same way, keeping the worst point of each bucket.
 
 Matplotlib is used through ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot), so no
-global figure state leaks between calls, e.g. from the review app.
+global figure state leaks between calls, e.g. from the review app. It is imported only when a
+figure is drawn, so that ``current_updates`` (used by sweeps and the review app) stays cheap.
+
+After a resume the trainer redoes the updates from its checkpoint on, so update rows written
+before a ``resumed`` line with ``update >= from_update`` are superseded: ``current_updates`` drops
+them, and every count here and in the report is over the current rows only.
 """
 
 from __future__ import annotations
@@ -24,8 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 # Buckets per line: about one per horizontal pixel of the plot area; more would not be visible.
 MAX_POINTS = 1000
@@ -129,6 +132,9 @@ class PlotSpec:
 
 def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
     """Draw ``spec``; returns (PNG data URI, largest bucket size used)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=FIG_SIZE, dpi=DPI)
     ax = fig.subplots()
     bucket = 1
@@ -165,7 +171,8 @@ def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class UpdateTable:
-    """The ``update`` lines as columns (NaN where a value is missing or null), in log order.
+    """The current ``update`` lines (see ``current_updates``) as columns (NaN where a value is
+    missing or null), in log order.
 
     ``segment`` counts ``resumed`` lines seen before each update, so lines from before and after a
     resume are not joined in a figure. ``cons`` maps a constraint name to its columns:
@@ -182,20 +189,52 @@ class UpdateTable:
     cpo_lambda: np.ndarray
     segment: np.ndarray
     cons: dict[str, dict[str, np.ndarray]]
+    superseded: int = 0  # update rows left out: redone after a resume (see current_updates)
 
     def __len__(self) -> int:
         return len(self.update)
 
 
+def current_updates(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The update rows that stand, in chain order (the same dict objects as in ``lines``).
+
+    A row is superseded when a later ``resumed`` line has ``from_update <= row["update"]``: the
+    trainer went back to that checkpoint and redid the update. Of several rows left with the same
+    update index (a log written some other way), the latest is kept. Rows without a numeric
+    ``update`` index are kept as they are; so is everything when ``from_update`` is not a number.
+    """
+    kept: list[dict[str, Any]] = []
+    for line in lines:
+        kind = line.get("type")
+        if kind == "update":
+            kept.append(line)
+        elif kind == "resumed":
+            start = num(line.get("from_update"))
+            if not math.isnan(start):
+                # A row without an index (NaN) cannot be placed, so it is kept.
+                kept = [r for r in kept if not num(r.get("update")) >= start]
+    latest: dict[float, int] = {}
+    for i, row in enumerate(kept):
+        index = num(row.get("update"))
+        if not math.isnan(index):
+            latest[index] = i
+    return [r for i, r in enumerate(kept)
+            if math.isnan(num(r.get("update"))) or latest[num(r.get("update"))] == i]
+
+
 def update_table(lines: list[dict[str, Any]], names: list[str]) -> UpdateTable:
-    """Columns of the ``update`` lines; ``names`` fixes constraint order (more are appended)."""
+    """Columns of the current update lines (``current_updates``); ``names`` fixes constraint
+    order (more are appended)."""
+    current = {id(r) for r in current_updates(lines)}
     rows = []
-    segment = 0
+    segment, total = 0, 0
     for line in lines:
         if line.get("type") == "resumed":
             segment += 1
         elif line.get("type") == "update":
-            rows.append((line, segment))
+            total += 1
+            if id(line) in current:
+                rows.append((line, segment))
     names = list(dict.fromkeys(names))
     for line, _ in rows:
         for c in constraint_rows(line):
@@ -226,7 +265,7 @@ def update_table(lines: list[dict[str, Any]], names: list[str]) -> UpdateTable:
             cons[n]["nu"].append(num(c.get("nu")))
     arrays = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
     return UpdateTable(**arrays, cons={n: {k: np.asarray(v, dtype=float) for k, v in d.items()}
-                                       for n, d in cons.items()})
+                                       for n, d in cons.items()}, superseded=total - len(rows))
 
 
 def constraint_rows(line: dict[str, Any]) -> list[dict[str, Any]]:
@@ -346,9 +385,9 @@ class CpoSummary:
 
 
 def cpo_summary(lines: list[dict[str, Any]]) -> CpoSummary | None:
-    """None when no update line is a CPO step."""
-    rows = [ln.get("cpo") for ln in lines if ln.get("type") == "update"
-            and (ln.get("algo") == "cpo" or ln.get("cpo") is not None)]
+    """Over the current update lines (``current_updates``); None when none is a CPO step."""
+    rows = [ln.get("cpo") for ln in current_updates(lines)
+            if ln.get("algo") == "cpo" or ln.get("cpo") is not None]
     if not rows:
         return None
     recs = [r for r in rows if isinstance(r, dict)]

@@ -8,8 +8,11 @@ Layout (all names deterministic, so a re-run finds what an earlier one did)::
             attempts.jsonl              the resolved scenario; every attempt logs started/finished
             <run folder>/               made by ``start_run`` (one per attempt, never deleted)
 
-A job is done when one of its run folders verifies, has finished and says ``completed``; a re-run
-skips done jobs and re-attempts the others in a fresh run folder beside the old ones. Jobs run in
+A job is done when one of its run folders verifies, has finished, says ``completed`` and recorded
+the same data files (sha256 of [env.data_files]) as the scenario reads now; a re-run skips done
+jobs and re-attempts the others in a fresh run folder beside the old ones. SIGTERM stops a sweep
+like Ctrl-C: running runs are told to stop (they record ``interrupted``), and the summary is
+still written. Jobs run in
 worker processes, never in the sweep's own: ``local`` uses a spawn process pool on this machine,
 ``ray`` the same job function as Ray tasks (``pip install safe-trpo[ray]``). With a Ray cluster
 of several machines, ``--out`` must be on a filesystem all of them share, and safe-trpo must be
@@ -24,7 +27,9 @@ import json
 import logging
 import multiprocessing
 import re
+import signal
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -39,7 +44,9 @@ from typing import Any
 from safe_trpo.errors import UserError
 from safe_trpo.sweep_report import (
     ATTEMPTS_FILE,
+    DataFiles,
     build_summary,
+    data_files_key,
     find_done_run,
     read_attempts,
     run_folders,
@@ -61,6 +68,9 @@ class Job:
     config: str  # folder-safe unique name of the configuration
     job_dir: str  # absolute; the parent of this job's run folders
     make_report: bool = True  # write each completed run's report.html
+    # (name, path, sha256) of the scenario's data files when planned; a done run must have
+    # recorded the same. None (a hand-made Job) skips that check.
+    data_files: DataFiles | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,7 @@ def plan_sweep(scenarios: list[Path], seeds: str, sets: list[str], out: Path,
     report.html. A configuration that does not load (a bad value, an unknown key) is a
     UserError before anything runs; runs that fail later are reported per job.
     """
-    from safe_trpo.config import load_scenario
+    from safe_trpo.config import data_file_hashes, load_scenario
     from safe_trpo.trainer import scenario_digest
 
     paths = tuple(Path(p).resolve() for p in scenarios)
@@ -173,7 +183,9 @@ def plan_sweep(scenarios: list[Path], seeds: str, sets: list[str], out: Path,
     for path in paths:
         for values in product(*(v for _, v in set_list)):
             overrides = tuple(f"{k}={v}" for k, v in zip(keys, values, strict=True))
-            digest = scenario_digest(load_scenario(path, overrides))
+            scenario = load_scenario(path, overrides)
+            digest = scenario_digest(scenario)
+            data = data_files_key(data_file_hashes(scenario))
             shown = ",".join(f"{s}={v}" for s, v in zip(_short_keys(keys), values, strict=True))
             label = path.stem + (f"[{shown}]" if keys else "")
             if digest in seen:
@@ -182,7 +194,7 @@ def plan_sweep(scenarios: list[Path], seeds: str, sets: list[str], out: Path,
             seen[digest] = label
             config = f"{_slug(label)}-{digest[:6]}"
             jobs += [Job(str(path), overrides, seed, label, config,
-                         str(sweep_dir / "runs" / f"{config}-s{seed}"), make_reports)
+                         str(sweep_dir / "runs" / f"{config}-s{seed}"), make_reports, data)
                      for seed in seed_list]
     return SweepPlan(sweep_id, sweep_dir, paths, tuple(seed_list),
                      tuple((k, tuple(v)) for k, v in set_list), tuple(jobs))
@@ -304,10 +316,46 @@ def _pool_round(jobs: list[Job], workers: int, notify: Notify) -> list[Job]:
                 except Exception as exc:  # e.g. a result that cannot be sent back
                     result = _failed(exc)
                 notify(futures[fut], result)
-        except BaseException:  # Ctrl-C: running runs record their end; queued ones never start
+        except BaseException:  # Ctrl-C / SIGTERM: running runs record their end; queued ones
+            # never start. Ctrl-C in a terminal reaches the workers too, SIGTERM to this process
+            # does not: pass it on, or the workers would go on training with no one watching.
+            _terminate_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return broken
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Send SIGTERM to the pool's worker processes (the trainer turns it into ``interrupted``).
+
+    Python 3.11 has no public way to reach them (``terminate_workers`` comes in 3.14), hence the
+    private ``_processes`` (pid -> Process), read defensively.
+    """
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            if proc.is_alive():
+                proc.terminate()
+        except (OSError, ValueError):  # already gone or closed
+            continue
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises KeyboardInterrupt (so ``finally`` blocks run); the previous
+    handler is restored after. Signal handlers can only be set from the main thread: elsewhere
+    (e.g. a sweep started by the review app) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_ray(jobs: list[Job], address: str | None, workers: int, notify: Notify) -> None:
@@ -375,8 +423,9 @@ def run_sweep(plan: SweepPlan, backend: str = "local", address: str | None = Non
     if workers < 1:
         raise UserError(f"--workers {workers}: expected at least 1")
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    with _sweep_lock(plan.sweep_dir):
-        pending = [job for job in plan.jobs if find_done_run(Path(job.job_dir)) is None]
+    with _sweep_lock(plan.sweep_dir), _sigterm_as_interrupt():
+        pending = [job for job in plan.jobs
+                   if find_done_run(Path(job.job_dir), job.data_files) is None]
         skipped = len(plan.jobs) - len(pending)
         echo(f"sweep {plan.sweep_id}: {len(plan.jobs)} runs, {skipped} already finished and "
              f"verified, {len(pending)} to run ({backend}, {workers} workers)")
@@ -393,7 +442,7 @@ def run_sweep(plan: SweepPlan, backend: str = "local", address: str | None = Non
         try:
             if pending:
                 _execute(pending, backend, address, workers, notify)
-        finally:  # also after Ctrl-C: the summary says what is done and what is not
+        finally:  # also after Ctrl-C or SIGTERM: the summary says what is done and what is not
             summary = build_summary(plan, backend, skipped, len(pending))
             write_summary(plan.sweep_dir, summary)
     return summary

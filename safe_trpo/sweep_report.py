@@ -6,7 +6,8 @@ Everything here is computed from what is on disk (the run folders and each job's
 review app all see the same summary.
 
 How a run's result is measured: the *final return* is the mean of the non-null ``return_mean``
-values of the run's last ``FINAL_WINDOW`` update rows, and a constraint's *final episode cost* is
+values of the run's last ``FINAL_WINDOW`` current update rows (rows redone after a resume count
+once, see ``report_plots.current_updates``), and a constraint's *final episode cost* is
 the mean of the non-null ``ep_cost`` values of the same rows. One row's batch holds only a few
 episodes, so averaging the last rows cuts that noise while still describing the end of training;
 a deterministic evaluation would be the better figure but costs more than the training of a small
@@ -20,7 +21,7 @@ from __future__ import annotations
 import html
 import json
 import os
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -29,6 +30,8 @@ import numpy as np
 
 from safe_trpo.audit import AUDIT_FILE, read_lines, verify_run
 from safe_trpo.errors import UserError
+from safe_trpo.report_html import atomic_write
+from safe_trpo.report_plots import current_updates
 
 if TYPE_CHECKING:
     from safe_trpo.sweep import Job, SweepPlan
@@ -47,19 +50,38 @@ def run_folders(job_dir: Path) -> list[Path]:
     return sorted(p for p in job_dir.iterdir() if p.is_dir() and (p / AUDIT_FILE).is_file())
 
 
-def run_is_done(run_dir: Path) -> bool:
-    """Finished, verified and completed: the only state in which a sweep skips the run."""
+DataFiles = tuple[tuple[str, str, str], ...]
+
+
+def data_files_key(files: Iterable[Any] | None) -> DataFiles:
+    """A comparable form of a ``data_files`` list ({name, path, sha256} dicts, as recorded in
+    ``run_started`` and returned by ``config.data_file_hashes``): sorted (name, path, sha256)."""
+    return tuple(sorted((str(d.get("name")), str(d.get("path")), str(d.get("sha256")))
+                        for d in files or () if isinstance(d, dict)))
+
+
+def run_is_done(run_dir: Path, data_files: DataFiles | None = None) -> bool:
+    """Finished, verified and completed: the only state in which a sweep skips the run.
+
+    data_files: the job's data files now (``data_files_key``); when given, a run that recorded
+    other hashes is not done, so a changed price file re-runs the job. None skips that check.
+    """
     verdict = verify_run(run_dir)
     if not (verdict.ok and verdict.finished):
         return False
     ends = [ln for ln in verdict.chain.lines if ln.get("type") == "run_finished"]
-    return ends[-1].get("status") == "completed"
+    if ends[-1].get("status") != "completed":
+        return False
+    if data_files is None:
+        return True
+    start = next((ln for ln in verdict.chain.lines if ln.get("type") == "run_started"), {})
+    return data_files_key(start.get("data_files")) == data_files
 
 
-def find_done_run(job_dir: Path) -> Path | None:
+def find_done_run(job_dir: Path, data_files: DataFiles | None = None) -> Path | None:
     """The newest run folder of a job that is done (see ``run_is_done``), else None."""
     for run_dir in reversed(run_folders(job_dir)):
-        if run_is_done(run_dir):
+        if run_is_done(run_dir, data_files):
             return run_dir
     return None
 
@@ -87,7 +109,8 @@ def run_result(run_dir: Path) -> dict[str, Any]:
     """One run's verdict, status and final metrics (see the module docstring)."""
     verdict = verify_run(run_dir)
     lines = read_lines(run_dir)
-    rows = [ln for ln in lines if ln.get("type") == "update"]
+    rows = current_updates(lines)
+    superseded = sum(ln.get("type") == "update" for ln in lines) - len(rows)
     start = next((ln for ln in lines if ln.get("type") == "run_started"), {})
     limits = {c["name"]: c["limit"] for c in start.get("scenario", {}).get("constraints", [])}
     ends = [ln for ln in lines if ln.get("type") == "run_finished"]
@@ -98,6 +121,7 @@ def run_result(run_dir: Path) -> dict[str, Any]:
         "run_status": ends[-1].get("status") if ends else "unfinished",
         "reason": ends[-1].get("reason", "") if ends else "no run_finished line",
         "verified": verdict.ok, "verify": verdict.summary, "updates": len(rows),
+        "superseded_updates": superseded,
         "final_return": _window_mean(rows, lambda r: r.get("return_mean")),
         "final_costs": costs, "limits": limits,
         "within_limits": (all(costs[n] <= limits[n] for n in limits) if known else None),
@@ -114,7 +138,7 @@ def job_record(job: Job, sweep_dir: Path) -> dict[str, Any]:
     """A job's state from disk: completed (a done run), failed (attempted, none done), pending."""
     job_dir = Path(job.job_dir)
     attempts = [a for a in read_attempts(job_dir) if a.get("event") == "started"]
-    done = find_done_run(job_dir)
+    done = find_done_run(job_dir, job.data_files)
     folders = run_folders(job_dir)
     record: dict[str, Any] = {"seed": job.seed, "job_dir": _rel(job_dir, sweep_dir),
                               "attempts": len(attempts), "run_dir": None, "state": "pending",
@@ -128,6 +152,9 @@ def job_record(job: Job, sweep_dir: Path) -> dict[str, Any]:
         record.update(result, run_dir=_rel(shown, sweep_dir))
     if done is not None:
         record.update(state="completed", reason="")
+    elif shown is not None and run_is_done(shown):
+        # Completed and verified, but on data files that have changed since: to run again.
+        record.update(state="pending", reason="data files changed since its completed run")
     elif attempts:
         record.update(state="failed", reason=_failure_reason(job_dir, record))
     return record
@@ -216,21 +243,9 @@ _METHOD = (f"Final return and final episode cost: mean over the last {FINAL_WIND
 
 def write_summary(sweep_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
     """Write ``sweep.json`` and ``sweep.html`` atomically (readers never see half a file)."""
-    json_path = _atomic_write(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
-    html_path = _atomic_write(sweep_dir / HTML_FILE, render_html(summary))
+    json_path = atomic_write(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
+    html_path = atomic_write(sweep_dir / HTML_FILE, render_html(summary))
     return json_path, html_path
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def fmt(x: float | None) -> str:

@@ -18,12 +18,14 @@ from safe_trpo.audit import AUDIT_FILE, AuditLog, read_lines, verify_run
 from safe_trpo.errors import UserError
 from safe_trpo.report import (
     REPORT_FILE,
+    UNBOUND_FILE,
     build_report_html,
     scenario_toml,
     signoff_states,
     write_report,
 )
-from safe_trpo.report_plots import envelope, thin_marks
+from safe_trpo.report_plots import current_updates, envelope, thin_marks
+from safe_trpo.sweep_report import run_result
 
 LIMITS = {"temperature": 5.0, "pressure": 2.0}
 EVIL = '<script>alert("x")</script> & <b>bold</b>'
@@ -160,7 +162,7 @@ def test_write_binds_report_and_verify_sees_later_edits(tmp_path: Path) -> None:
     assert lines[-1]["path"] == REPORT_FILE
     assert f"seq {n_before - 1}, <code class=\"hash\">{lines[-2]['hash']}" in path.read_text()
     assert verify_run(run).ok
-    assert not list(run.glob(".report-*"))  # no temp file left behind
+    assert not list(run.glob(".report*.tmp"))  # no temp file left behind
     # the sign-off stays current: a report file adds no evidence
     assert [s.stale for s in signoff_states(lines)] == [False]
     path.write_text(path.read_text().replace("Dana Risk", "Someone Else"))
@@ -208,15 +210,117 @@ def test_resumed_run(tmp_path: Path) -> None:
     with AuditLog(run) as log:  # moves the cut tail aside, as a resume does
         log.append("resumed", from_update=8, checkpoint="checkpoints/update_000008.pt",
                    cut_tail=log.cut_tail)
-        for i in range(9, 15):  # updates 9..11 are re-run
+        for i in range(8, 12):  # the trainer redoes updates 8..11 from the checkpoint
             log.append("update", **update_line(i, rng, violate=i == 10, fail=False))
-        log.append("run_finished", status="completed", updates=15, env_steps=2048 * 15,
+        log.append("run_finished", status="completed", updates=12, env_steps=2048 * 12,
                    reason=None)
     page = write_report(run).read_text()
     assert "Resumes</th><td class=\"num\">1</td>" in page
     assert "NaN, resume and abnormal-end events (2)" in page and "audit.jsonl.cut-14" in page
     assert "Updates that violated a limit (2)" in page  # update 5 before, 10 after the resume
+    assert "12 of 12 planned (4 more rows superseded" in page
     assert verify_run(run).ok and read_lines(run)[-1]["role"] == "report"
+
+
+def crashed_and_resumed_run(run_dir: Path) -> Path:
+    """Shaped like the trainer's log: updates 0..9, a checkpoint after update 7 (it holds the
+    state at update 8), a crash mid-line, ``resumed`` from_update=8, then updates 8..11 again.
+    Before the crash updates 8 and 9 violate and fail their line search; after it they do not."""
+    rng = np.random.default_rng(3)
+    log = start_run(run_dir, planned=12)
+    for i in range(10):
+        log.append("update", **update_line(i, rng, violate=i in (5, 8, 9), fail=i == 9))
+        if i == 7:
+            ckpt = run_dir / "checkpoints" / "update_000008.pt"
+            ckpt.parent.mkdir(exist_ok=True)
+            ckpt.write_bytes(b"weights at update 8")
+            log.append_file(run_dir, ckpt, role="checkpoint")
+    log.close()
+    with open(run_dir / AUDIT_FILE, "ab") as f:
+        f.write(b'{"seq": 99, "ty')  # the crash
+    with AuditLog(run_dir) as log:
+        log.append("resumed", from_update=8, checkpoint="checkpoints/update_000008.pt",
+                   cut_tail=log.cut_tail)
+        for i in range(8, 12):
+            log.append("update", **update_line(i, rng, violate=i == 10, fail=False))
+        log.append("nan_detected", where="environment", update=12, detail="obs NaN in copy 3",
+                   action="run stopped; the last checkpoint holds the last good state")
+        log.append("run_finished", status="completed", updates=12, env_steps=2048 * 12,
+                   reason=None)
+    return run_dir
+
+
+def test_updates_redone_after_a_resume_count_once(tmp_path: Path) -> None:
+    run = crashed_and_resumed_run(tmp_path / "run1")
+    lines = read_lines(run)
+    resumed_seq = next(ln["seq"] for ln in lines if ln["type"] == "resumed")
+    rows = current_updates(lines)
+    assert [r["update"] for r in rows] == list(range(12))
+    assert [r["seq"] > resumed_seq for r in rows] == [False] * 8 + [True] * 4
+    page = build_report_html(run)
+    assert "Updates recorded</th><td>12 of 12 planned (2 more rows superseded" in page
+    assert "Updates that violated a limit (2)" in page  # 5 and 10, not the old 8 and 9
+    assert "Updates whose line search failed (0)" in page
+    assert "2 update rows written before a resume" in page
+    # constraint summary: 2 violated updates, first 5, last 10; CPO cases over 12 updates
+    assert ('<td>temperature</td><td class="num">5</td><td class="num">11</td>'
+            '<td class="num">1</td><td class="num">2</td><td class="num">5</td>'
+            '<td class="num">10</td>') in page
+    assert '<td>recovery</td><td class="num">2</td><td>16.7%</td>' in page
+    assert "where environment; detail obs NaN in copy 3; action run stopped" in page
+    result = run_result(run)  # the sweep's figures use the same rows
+    assert (result["updates"], result["superseded_updates"]) == (12, 2)
+    last5 = [r["return_mean"] for r in rows[-5:]]
+    assert result["final_return"] == pytest.approx(sum(last5) / 5)
+
+
+def test_current_updates_keeps_odd_rows_and_the_latest_duplicate() -> None:
+    lines = [{"type": "update", "update": 0, "v": "a"}, {"type": "update", "v": "no index"},
+             {"type": "update", "update": 0, "v": "b"}, {"type": "resumed", "from_update": None},
+             {"type": "update", "update": 1, "v": "c"}, {"type": "resumed", "from_update": 1},
+             {"type": "update", "update": 1, "v": "d"}]
+    assert [r["v"] for r in current_updates(lines)] == ["no index", "b", "d"]
+
+
+def test_unbound_report_never_replaces_a_bound_one(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run1", n_updates=6, finish=False, extras=False)
+    with AuditLog(run) as log:
+        log.append("run_finished", status="interrupted", updates=6, env_steps=2048 * 6,
+                   reason="stopped by the user (SIGINT/SIGTERM)")
+    bound = write_report(run)
+    assert bound == run / REPORT_FILE and verify_run(run).ok
+    before = bound.read_bytes()
+    with AuditLog(run) as log:  # the run is resumed: the trainer is writing its log again
+        log.append("resumed", from_update=6, checkpoint="checkpoints/update_000006.pt",
+                   cut_tail=None)
+    n_lines = len(read_lines(run))
+    path = write_report(run)
+    assert path == run / UNBOUND_FILE and path.is_file()
+    assert bound.read_bytes() == before
+    assert len(read_lines(run)) == n_lines  # nothing appended
+    verdict = verify_run(run)
+    assert verdict.ok and not verdict.file_problems
+    page = path.read_text()
+    assert "not bound into the audit chain: the run has no run_finished line" in page
+    assert f"saves it as <code>{UNBOUND_FILE}</code>" in page
+    assert not list(run.glob(".report*.tmp"))
+
+
+def test_file_state_is_judged_on_the_line_shown(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run1")
+    ckpt = run / "checkpoints" / "update_000029.pt"
+    with AuditLog(run) as log:  # recorded again, then the chain is broken before that record
+        log.append("evaluation", episodes=1, constraints=[])
+        bad_seq = log.next_seq - 1
+        log.append_file(run, ckpt, role="checkpoint")
+    raw = (run / AUDIT_FILE).read_text().splitlines()
+    obj = json.loads(raw[bad_seq])
+    obj["episodes"] = 1000
+    raw[bad_seq] = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    (run / AUDIT_FILE).write_text("\n".join(raw) + "\n")
+    files = build_report_html(run).split('<section id="files">')[1]
+    (row,) = [r for r in files.split("<tr") if "update_000029.pt" in r]
+    assert "not verified" in row and "matches" not in row
 
 
 def test_missing_fields_nulls_and_no_updates(tmp_path: Path) -> None:

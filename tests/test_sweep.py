@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 import safe_trpo.sweep as sweep
 from envs.speed_limit import SpeedLimitEnv
 from safe_trpo.audit import AuditLog, read_lines, verify_run
+from safe_trpo.config import data_file_hashes, load_scenario
 from safe_trpo.errors import UserError
 from safe_trpo.sweep import Job, parse_seeds, parse_sets, plan_sweep, run_sweep, split_values
 from safe_trpo.sweep_report import (
@@ -133,11 +135,14 @@ def test_a_configuration_that_does_not_load_stops_the_sweep_before_it_starts(
 # ---------------------------------------------------------------- summary arithmetic
 
 
-def fake_run(run_dir: Path, returns: list, costs: list, status: str = "completed") -> Path:
-    """A run folder with a real audit chain and the given per-update return/cost values."""
+def fake_run(run_dir: Path, returns: list, costs: list, status: str = "completed",
+             data_files: list | None = None) -> Path:
+    """A run folder with a real audit chain and the given per-update return/cost values;
+    ``data_files`` as the trainer records them (``config.data_file_hashes``)."""
     run_dir.mkdir(parents=True)
     log = AuditLog(run_dir)
-    log.append("run_started", scenario={"constraints": [{"name": "speed", "limit": 10.0}]})
+    log.append("run_started", scenario={"constraints": [{"name": "speed", "limit": 10.0}]},
+               data_files=data_files or [])
     for i, (ret, cost) in enumerate(zip(returns, costs, strict=True)):
         log.append("update", update=i, return_mean=ret,
                    constraints=[{"name": "speed", "limit": 10.0, "ep_cost": cost}])
@@ -185,6 +190,52 @@ def test_only_a_completed_verified_run_counts_as_done(tmp_path: Path) -> None:
     lines = (good / "audit.jsonl").read_text().replace('"return_mean":1.0', '"return_mean":9.0')
     (good / "audit.jsonl").write_text(lines)  # tampered: no longer done, so it would re-run
     assert not verify_run(good).ok and find_done_run(job_dir) is None
+
+
+def test_a_changed_data_file_makes_a_done_job_run_again(tmp_path: Path, monkeypatch) -> None:
+    prices = write(tmp_path / "prices.csv", "date,close\n2024-01-02,100\n")
+    scenario = write(tmp_path / "tiny.toml", TINY.replace(
+        "[algo]", '[env.data_files]\nprices = "prices.csv"\n[algo]'))
+    out = tmp_path / "out"
+    plan = plan_sweep([scenario], "0", [], out, make_reports=False)
+    (job,) = plan.jobs
+    recorded = data_file_hashes(load_scenario(scenario, [f"run.seed={job.seed}"]))
+    run = fake_run(Path(job.job_dir) / "r1", [1.0], [0.0], data_files=recorded)
+    assert find_done_run(Path(job.job_dir), job.data_files) == run
+    assert job_record(job, plan.sweep_dir)["state"] == "completed"
+
+    write(prices, "date,close\n2024-01-02,101\n")  # the data changed, the scenario did not
+    again = plan_sweep([scenario], "0", [], out, make_reports=False)
+    assert again.sweep_id == plan.sweep_id and again.jobs[0].job_dir == job.job_dir
+    assert find_done_run(Path(job.job_dir), again.jobs[0].data_files) is None
+    record = job_record(again.jobs[0], again.sweep_dir)
+    assert record["state"] == "pending" and "data files changed" in record["reason"]
+    executed = []
+    monkeypatch.setattr(sweep, "_execute", lambda jobs, *a: executed.extend(jobs))
+    summary = run_sweep(again, "local", echo=lambda _: None)
+    assert executed == list(again.jobs) and summary["last_invocation"] == {"skipped": 0, "ran": 1}
+
+
+def test_run_result_counts_updates_redone_after_a_resume_once(tmp_path: Path) -> None:
+    """Updates 0..9, crash, resumed from_update=8, updates 8..11 (the trainer's shape)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    with AuditLog(run) as log:
+        log.append("run_started", scenario={"constraints": [{"name": "speed", "limit": 10.0}]})
+        rows = [(i, float(i), 1.0) for i in range(8)] + [(8, 500.0, 99.0), (9, 500.0, 99.0)]
+        for i, ret, cost in rows:
+            log.append("update", update=i, return_mean=ret,
+                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": cost}])
+        log.append("resumed", from_update=8, checkpoint="checkpoints/update_000008.pt",
+                   cut_tail=None)
+        for i in range(8, 12):
+            log.append("update", update=i, return_mean=float(i),
+                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": 1.0}])
+        log.append("run_finished", status="completed", updates=12, env_steps=0, reason="")
+    result = run_result(run)
+    assert (result["updates"], result["superseded_updates"]) == (12, 2)
+    assert result["final_return"] == pytest.approx(statistics.fmean(range(7, 12)))
+    assert result["final_costs"]["speed"] == 1.0 and result["within_limits"] is True
 
 
 def test_an_attempt_that_never_finished_is_reported_failed(tmp_path: Path) -> None:
@@ -348,6 +399,59 @@ def test_a_worker_that_dies_fails_only_its_own_job(tmp_path: Path) -> None:
     assert state["good"]["attempts"] == 2, "killed with the pool, then re-run alone"
     assert state["killer"]["state"] == "failed" and "never finished" in state["killer"]["reason"]
     assert state["killer"]["attempts"] == 2, "once beside the other job, once alone"
+
+
+class SlowSpeedLimit(SpeedLimitEnv):
+    """SpeedLimit at about 2 ms a step, touching ``ready`` on its first step (the trainer is in
+    its loop by then, with its SIGTERM handler installed)."""
+
+    def __init__(self, ready: str = "", **kwargs) -> None:
+        self.ready = ready
+        super().__init__(**kwargs)
+
+    def step(self, action):
+        if not Path(self.ready).exists():
+            Path(self.ready).touch()
+        time.sleep(0.002)
+        return super().step(action)
+
+
+def test_sigterm_stops_the_workers_and_still_writes_the_summary(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    # Left alone this run takes well over a minute (100 updates of 100 slow steps per copy).
+    scenario = write(tmp_path / "slow.toml", TINY.replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"test_sweep:SlowSpeedLimit"').replace(
+        "episode_steps = 50", f"episode_steps = 50, ready = {json.dumps(str(ready))}").replace(
+        "total_steps = 600", "total_steps = 20000"))
+    plan = plan_sweep([scenario], "0", [], tmp_path / "out", make_reports=False)
+    received = []
+
+    def sentinel(*args) -> None:  # without the sweep's own handler, SIGTERM would land here
+        received.append(args)
+
+    previous = signal.signal(signal.SIGTERM, sentinel)
+
+    def stop_when_training() -> None:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)  # to the sweep process only, as `kill` does
+
+    killer = threading.Thread(target=stop_when_training, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(plan, "local", workers=1, echo=lambda _: None)
+        assert signal.getsignal(signal.SIGTERM) is sentinel  # the previous handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        killer.join(5)
+    assert received == [] and multiprocessing.active_children() == []
+    (run,) = load_summary(plan.sweep_dir)["configurations"][0]["runs"]
+    assert run["state"] == "failed" and "SIGTERM" in run["reason"]
+    ends = [ln for ln in read_lines(plan.sweep_dir / run["run_dir"])
+            if ln["type"] == "run_finished"]
+    assert [e["status"] for e in ends] == ["interrupted"] and ends[0]["updates"] < 100
 
 
 def test_two_seed_ray_sweep_matches_the_local_one(local_sweep) -> None:
