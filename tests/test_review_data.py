@@ -514,3 +514,20 @@ def test_audit_log_still_appends_after_a_signoff(tmp_path):
         log.append("resumed", from_update=4, checkpoint=None, cut_tail=None)
     assert verify_run(run_dir).ok
     assert os.path.getsize(run_dir / "audit.jsonl") > 0
+
+
+def test_summary_counts_rows_redone_after_a_resume_once(tmp_path) -> None:
+    from review_fixtures import append, make_run
+
+    from safe_trpo.review import runs
+
+    run_dir = make_run(tmp_path, "resumed-run", costs={"temperature": [1.0, 9.0, 9.0]},
+                       limits={"temperature": 5.0}, finished=False)
+    append(run_dir, "resumed", from_update=1, env_steps=100, checkpoint="x", cut_tail=None)
+    for u, cost in ((1, 1.0), (2, 1.0)):
+        append(run_dir, "update", update=u, env_steps=100 * (u + 1), kl=0.001,
+               target_kl=0.01, accepted=True, backtracks=0, return_mean=1.0, episodes=1,
+               constraints=[{"name": "temperature", "limit": 5.0, "ep_cost": cost,
+                             "violated": cost > 5.0, "margin": 5.0 - cost, "nu": 0.0}])
+    summary = runs.summarize(runs.load_run(run_dir))
+    assert summary.updates == 3 and summary.updates_violating == 0

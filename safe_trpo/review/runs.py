@@ -26,6 +26,7 @@ import pandas as pd
 
 from safe_trpo.audit import AUDIT_FILE, RunVerdict
 from safe_trpo.errors import UserError
+from safe_trpo.report_plots import current_updates
 from safe_trpo.review.signoff import overall_state, signoff_states, verify_contained
 
 # How the list colours each integrity verdict; only "intact" means the record can be trusted.
@@ -229,7 +230,7 @@ def summarize(detail: RunDetail) -> RunSummary:
     lines = detail.lines
     scenario = scenario_of(lines)
     started = next((ln for ln in lines if ln.get("type") == "run_started"), {})
-    updates = [ln for ln in lines if ln.get("type") == "update"]
+    updates = current_updates(lines)  # rows redone after a resume count once
     last = updates[-1] if updates else {}
     margins = [num(c.get("margin")) for c in _constraints(last)]
     margins = [m for m in margins if m is not None]
