@@ -362,7 +362,8 @@ def _at(values: np.ndarray, idx: np.ndarray, pos: int) -> float | None:
 def line_search_summary(t: UpdateTable) -> list[tuple[str, Any]]:
     """Key facts of the line search and of KL against its target."""
     kl, tgt = t.kl, t.target_kl
-    over = np.isfinite(kl) & np.isfinite(tgt) & (tgt > 0) & (kl > tgt)
+    valid = np.isfinite(kl) & np.isfinite(tgt) & (tgt > 0)
+    over = valid & (kl > tgt)
     bt = t.backtracks[np.isfinite(t.backtracks)]
     return [
         ("Updates", len(t)),
@@ -370,7 +371,8 @@ def line_search_summary(t: UpdateTable) -> list[tuple[str, Any]]:
         ("Line search failed (step rejected)", int(np.sum(t.accepted == 0))),
         ("Backtracks mean / max", f"{bt.mean():.3g} / {bt.max():.0f}" if len(bt) else None),
         ("Updates with KL above target_kl", int(over.sum())),
-        ("Largest KL / target_kl", float(np.max(kl[over] / tgt[over])) if over.any() else None),
+        ("Largest KL / target_kl", float(np.max(kl[valid] / tgt[valid])) if valid.any()
+         else None),
     ]
 
 

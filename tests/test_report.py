@@ -424,3 +424,14 @@ def test_random_odd_logs_render_escaped(tmp_path: Path) -> None:
         page = build_report_html(run)
         assert page.rstrip().endswith("</html>")
         assert "<script" not in page.lower(), trial
+
+
+def test_largest_kl_ratio_is_over_all_updates_not_only_violations() -> None:
+    from safe_trpo.report_plots import line_search_summary, update_table
+
+    lines = [{"type": "update", "seq": i, "update": i, "kl": kl, "target_kl": 0.01,
+              "accepted": True, "backtracks": 0, "constraints": []}
+             for i, kl in enumerate([0.004, 0.0099, 0.002])]
+    facts = dict(line_search_summary(update_table(lines, [])))
+    assert facts["Updates with KL above target_kl"] == 0
+    assert facts["Largest KL / target_kl"] == pytest.approx(0.99)
