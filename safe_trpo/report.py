@@ -197,8 +197,14 @@ def _toml_value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _toml_line(key: str, value: Any) -> str:
+    # TOML has no null: an unset optional value (its default applies) becomes a comment, so
+    # the block stays valid TOML a reviewer can copy into a scenario file.
+    return f"# {key}: not set (default)" if value is None else f"{key} = {_toml_value(value)}"
+
+
 def scenario_toml(scenario: dict[str, Any]) -> str:
-    """The resolved scenario in TOML notation, for reading (null is written as null)."""
+    """The resolved scenario in TOML notation (unset optional values as comments)."""
     out, tables, arrays = [], [], []
     for key, value in scenario.items():
         if isinstance(value, dict):
@@ -206,12 +212,12 @@ def scenario_toml(scenario: dict[str, Any]) -> str:
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             arrays.append((key, value))
         else:
-            out.append(f"{key} = {_toml_value(value)}")
+            out.append(_toml_line(key, value))
     for key, value in tables:
-        out += [f"\n[{key}]"] + [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        out += [f"\n[{key}]"] + [_toml_line(k, v) for k, v in value.items()]
     for key, items in arrays:
         for item in items:
-            out += [f"\n[[{key}]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+            out += [f"\n[[{key}]]"] + [_toml_line(k, v) for k, v in item.items()]
     return "\n".join(out).strip()
 
 

@@ -435,3 +435,15 @@ def test_largest_kl_ratio_is_over_all_updates_not_only_violations() -> None:
     facts = dict(line_search_summary(update_table(lines, [])))
     assert facts["Updates with KL above target_kl"] == 0
     assert facts["Largest KL / target_kl"] == pytest.approx(0.99)
+
+
+def test_resolved_scenario_block_is_valid_toml_that_round_trips() -> None:
+    import tomllib
+
+    from safe_trpo.config import load_scenario, scenario_from_dict, scenario_to_dict
+    from safe_trpo.report import scenario_toml
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "cstr_runaway.toml"
+    resolved = scenario_to_dict(load_scenario(path))
+    parsed = tomllib.loads(scenario_toml(resolved))
+    assert scenario_from_dict(parsed) == scenario_from_dict(resolved)
