@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from safe_trpo.errors import UserError
-from safe_trpo.review.runs import md
+from safe_trpo.review.frames import md
 from safe_trpo.sweep_report import (
     HTML_FILE,
     find_sweeps,
