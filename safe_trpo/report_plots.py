@@ -1,18 +1,8 @@
 """The training record for the HTML report: update lines as columns, summaries, and figures.
 
-Everything here is pure data (no HTML): ``report.py`` lays it out. Figures come back as PNG data
-URIs.
-
-Figures are PNGs: their size depends on their pixels, not on the number of updates, which keeps
-a report around 1 MB however long the run (benchmarks/bench_report.py). A line of 10,000 raw
-points is a solid smear at that width, so every series is first reduced to at most ``MAX_POINTS``
-buckets. A bucket keeps its minimum, maximum and mean: the figure draws the mean as a line and the
-min-max span as a band, so a single violating update still reaches the band's edge and is never
-averaged away. Violation markers are thinned the same way, keeping the worst point of each bucket.
-
-Matplotlib is used through ``matplotlib.figure.Figure`` directly (Agg canvas, no pyplot), so no
-global figure state leaks between calls, e.g. from the review app. It is imported only when a
-figure is drawn, so that ``current_updates`` (used by sweeps and the review app) stays cheap.
+Everything here is pure data (no HTML): ``report.py`` lays it out. Figures are specified here
+(``training_plots``) and drawn by ``report_figures`` as PNG data URIs; its drawing names
+(``render_png``, ``envelope``, ``thin_marks``, ``MAX_POINTS``) are re-exported from here.
 
 After a resume the trainer redoes the updates from its checkpoint on, so update rows written
 before a ``resumed`` line with ``update >= from_update`` are superseded: ``current_updates`` drops
@@ -21,8 +11,6 @@ them, and every count here and in the report is over the current rows only.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -30,15 +18,11 @@ from typing import Any
 
 import numpy as np
 
-# Buckets per line: about one per horizontal pixel of the plot area; more would not be visible.
-MAX_POINTS = 1000
-# 9 x 3 inches at 110 dpi: ~990 px wide, sharp at A4 width (~7 in of content -> ~140 dpi printed).
-FIG_SIZE = (9.0, 3.0)
-DPI = 110
-VIOLATION_COLOR = "#c62828"
-LIMIT_COLOR = "#c62828"
-FAIL_COLOR = "#ef6c00"
-RESUME_COLOR = "#616161"
+from safe_trpo.report_figures import FAIL_COLOR, Line, Marks, PlotSpec
+from safe_trpo.report_figures import MAX_POINTS as MAX_POINTS
+from safe_trpo.report_figures import envelope as envelope
+from safe_trpo.report_figures import render_png as render_png
+from safe_trpo.report_figures import thin_marks as thin_marks
 
 
 def num(value: Any) -> float:
@@ -46,127 +30,6 @@ def num(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
     return float(value) if math.isfinite(value) else math.nan
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """A series reduced to buckets. ``size`` is updates per bucket (1: the raw series)."""
-
-    x: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-    mean: np.ndarray
-    size: int
-
-
-def envelope(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS) -> Envelope:
-    """Reduce ``y`` (NaN = no value) over consecutive buckets to at most ``max_points`` points.
-
-    x: the update index of each value (the bucket takes its first one). max_points: at least 1.
-    A bucket with no finite value gives NaN, which the figure draws as a gap.
-    """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    n = len(y)
-    if n <= max_points:
-        return Envelope(x, y, y, y, 1)
-    size = math.ceil(n / max_points)
-    pad = (-n) % size
-    yb = np.concatenate([y, np.full(pad, np.nan)]).reshape(-1, size)
-    ok = np.isfinite(yb)
-    count = ok.sum(axis=1)
-    # Computed with masks rather than np.nanmin so that all-NaN buckets give NaN without warnings.
-    lo = np.where(ok, yb, np.inf).min(axis=1)
-    hi = np.where(ok, yb, -np.inf).max(axis=1)
-    total = np.where(ok, yb, 0.0).sum(axis=1)
-    empty = count == 0
-    lo[empty] = hi[empty] = np.nan
-    mean = np.divide(total, count, out=np.full(len(count), np.nan), where=~empty)
-    return Envelope(x[::size], lo, hi, mean, size)
-
-
-def thin_marks(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_points`` of the points (x, y), keeping the highest y of each bucket."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    if len(x) <= max_points:
-        return x, y
-    size = math.ceil(len(x) / max_points)
-    keep = [start + int(np.nanargmax(y[start:start + size])) if np.isfinite(
-        y[start:start + size]).any() else start for start in range(0, len(x), size)]
-    return x[keep], y[keep]
-
-
-@dataclass(frozen=True)
-class Line:
-    """One series to draw: ``x`` update indices, ``y`` values (NaN = gap)."""
-
-    label: str
-    x: np.ndarray
-    y: np.ndarray
-
-
-@dataclass(frozen=True)
-class Marks:
-    """Points to flag (violations, failed line searches)."""
-
-    label: str
-    x: np.ndarray
-    y: np.ndarray
-    color: str = VIOLATION_COLOR
-    marker: str = "x"
-
-
-@dataclass(frozen=True)
-class PlotSpec:
-    """Everything one figure shows. ``refs`` are limits/targets, drawn dashed."""
-
-    title: str
-    ylabel: str
-    data: tuple[Line, ...] = ()
-    refs: tuple[Line, ...] = ()
-    marks: tuple[Marks, ...] = ()
-    resumes: tuple[float, ...] = ()  # update indices where a resumed run continued
-
-
-def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
-    """Draw ``spec``; returns (PNG data URI, largest bucket size used)."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=FIG_SIZE, dpi=DPI)
-    ax = fig.subplots()
-    bucket = 1
-    for line in spec.data:
-        env = envelope(line.x, line.y, max_points)
-        bucket = max(bucket, env.size)
-        (drawn,) = ax.plot(env.x, env.mean, lw=1.0, label=line.label)
-        if env.size > 1:
-            ax.fill_between(env.x, env.lo, env.hi, color=drawn.get_color(), alpha=0.25, lw=0)
-    for ref in spec.refs:
-        env = envelope(ref.x, ref.y, max_points)
-        ax.plot(env.x, env.hi, ls="--", lw=1.2, color=LIMIT_COLOR, label=ref.label)
-    for mark in spec.marks:
-        if len(mark.x):
-            mx, my = thin_marks(mark.x, mark.y, max_points)
-            ax.plot(mx, my, ls="none", marker=mark.marker, ms=5, color=mark.color,
-                    label=f"{mark.label} ({len(mark.x)})")
-    for i, at in enumerate(spec.resumes):
-        ax.axvline(at, color=RESUME_COLOR, ls=":", lw=1.0, label="resumed" if i == 0 else None)
-    ax.set_title(spec.title, fontsize=10, loc="left")
-    ax.set_xlabel("update", fontsize=9)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "update 0.25" on short runs
-    ax.set_ylabel(spec.ylabel, fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.grid(True, alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    # No "Software" metadata: keeps the file free of any URL and a few bytes smaller.
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), bucket
 
 
 @dataclass(frozen=True)
