@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from typing import Any
+
+from streamlit.testing.v1 import AppTest
 
 from safe_trpo.audit import AuditLog
 
@@ -182,3 +185,20 @@ def make_malformed(root: Path) -> dict[str, str]:
             "cut-tail": "interrupted", "tampered-line": "tampered", "only-started": "intact",
             "audit-is-dir": "unreadable", "binary": "tampered", "empty-audit": "empty",
             "odd-scenario": "intact"}
+
+
+APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
+
+
+def open_app(**query: str) -> AppTest:
+    """The review app run headless with ``query`` in its address; fails on any exception."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(query)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    """The text shown: markdown sources with the app's backslash escapes (``runs.md``) read."""
+    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))

@@ -5,11 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import pickle
-import re
 from pathlib import Path
 
 import pytest
-from review_fixtures import append, head, make_malformed, make_run
+from review_fixtures import append, head, make_malformed, make_run, open_app, texts
 from streamlit.testing.v1 import AppTest
 
 from safe_trpo import audit
@@ -33,17 +32,8 @@ def append_file(run_dir: Path, path: Path, role: str) -> None:
         log.append_file(run_dir, path, role)
 
 
-def open_app(**query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def texts(elements) -> str:
-    """The text shown: markdown sources with the app's backslash escapes (``runs.md``) read."""
-    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
 
 
 def table_with(at: AppTest, column: str):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
-from review_fixtures import head, make_run
+from review_fixtures import head, make_run, open_app, texts
 from streamlit.testing.v1 import AppTest
 
 from safe_trpo import audit
@@ -78,45 +77,36 @@ def test_sweeps_page_shows_the_summary_and_the_run_reviews(reports: Path) -> Non
     assert "Unknown run" not in "\n".join(str(e.value) for e in at.error)
 
 
-def _app(**query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.query_params.update(query)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
-def _shown(elements) -> str:
-    """Text as shown: markdown with the app's escapes (``runs.md``) read."""
-    return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
 
 
 def test_a_sweep_run_opens_from_the_list_and_the_address(reports: Path) -> None:
     make_run(reports, "zz-plain-run")  # listed too; "Review this run" must not open this one
     nested = make_sweep(reports)
-    at = _app()
+    at = open_app()
     assert sorted(at.dataframe[0].value["run"]) == sorted([nested, "zz-plain-run"])
     at.selectbox(key="open_choice").set_value(nested).run()
     next(b for b in at.button if b.label == "Review this run").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state.page == "Review" and at.selectbox(key="run").value == nested
     assert at.query_params == {"page": "Review", "run": nested}
-    assert nested in _shown(at.subheader)
-    at = _app(page="Review", run=nested)
-    assert at.selectbox(key="run").value == nested and nested in _shown(at.subheader)
+    assert nested in texts(at.subheader)
+    at = open_app(page="Review", run=nested)
+    assert at.selectbox(key="run").value == nested and nested in texts(at.subheader)
 
 
 def test_a_sweep_run_can_be_signed_off(reports: Path) -> None:
     nested = make_sweep(reports)
     run_dir = reports / nested
     seq, hash_ = head(run_dir)
-    at = _app(page="Review", run=nested)
+    at = open_app(page="Review", run=nested)
     at.text_input(key="so_name").input("Ada Lovelace")
     at.text_input(key="so_role").input("model-risk reviewer")
     at.text_area(key="so_comment").input("ok")
     next(b for b in at.button if b.label == "Sign off").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert "Sign-off recorded: approve by Ada Lovelace" in _shown(at.success), _shown(at.error)
+    assert "Sign-off recorded: approve by Ada Lovelace" in texts(at.success), texts(at.error)
     last = audit.read_lines(run_dir)[-1]
     assert (last["type"], last["reviewed_seq"], last["reviewed_head_hash"]) == (
         "signoff", seq, hash_)
@@ -126,7 +116,7 @@ def test_a_sweep_run_can_be_signed_off(reports: Path) -> None:
 def test_compare_labels_runs_by_id(reports: Path) -> None:
     make_run(reports, "cstr-cpo-s0-20260101")  # same folder name as the sweep's run
     nested = make_sweep(reports)
-    at = _app(page="Compare")
+    at = open_app(page="Compare")
     at.multiselect(key="compare").set_value(["cstr-cpo-s0-20260101", nested]).run()
     assert not at.exception, [e.value for e in at.exception]
     assert list(at.dataframe[0].value.columns) == ["cstr-cpo-s0-20260101", nested]
