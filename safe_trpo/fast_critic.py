@@ -29,7 +29,7 @@ import functools
 import torch
 from torch import nn
 
-from safe_trpo.networks import ValueNet, tanh_
+from safe_trpo.networks import ValueNet, input_major, tanh_
 
 _aten = torch.ops.aten
 
@@ -38,14 +38,19 @@ class SquaredErrorGrads:
     """Gradient of mean((V(x) - y)^2) for one critic, by the backward pass written out."""
 
     def __init__(self, critic: ValueNet) -> None:
-        # (weight, bias) for a Linear layer, the activation module otherwise; the parameter
-        # tensors are read at each call, so in-place optimiser steps are seen.
-        self.layers: list[tuple[torch.Tensor, torch.Tensor] | nn.Module] = [
-            (layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer
-            for layer in critic.net]
-        for layer in self.layers:
-            if not isinstance(layer, tuple | nn.Tanh | nn.ReLU):
-                raise TypeError(f"no hand-written backward for {type(layer).__name__}")
+        layers = list(critic.net)
+        self.linears = layers[0::2]  # Linear, activation, Linear, ..., Linear (``mlp``)
+        self.activations = layers[1::2]
+        if not (all(isinstance(m, nn.Linear) for m in self.linears)
+                and all(isinstance(m, nn.Tanh | nn.ReLU) for m in self.activations)
+                and len(self.linears) == len(self.activations) + 1):
+            raise TypeError("no hand-written backward for this network: expected Linear "
+                            "layers with Tanh or ReLU between them")
+        # Read at each call (not copied), so in-place optimiser steps are seen.
+        self.weights = [m.weight for m in self.linears]
+        self.biases = [m.bias for m in self.linears]
+        self.input_major = [input_major(w) for w in self.weights]
+        self.tanh = [isinstance(m, nn.Tanh) for m in self.activations]
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor
                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -56,29 +61,26 @@ class SquaredErrorGrads:
         """
         if y.dim() == 1:
             y = y.unsqueeze(-1)
-        outputs = [x]  # outputs[i] is the input of layers[i]
-        for layer in self.layers:
-            h = outputs[-1]
-            if isinstance(layer, tuple):
-                outputs.append(torch.addmm(layer[1], h, layer[0].t()))  # what F.linear runs
-            elif isinstance(layer, nn.Tanh):
-                outputs.append(tanh_(h.clone() if h is x else h))
-            else:
-                outputs.append(torch.relu(h))
-        error = outputs[-1] - y
+        inputs = [x]  # inputs[k]: what Linear layer k reads (the previous activation's output)
+        h = x
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.addmm(b, h, w.t())  # what F.linear runs
+            if k < len(self.activations):  # in place on the fresh product
+                h = tanh_(h) if self.tanh[k] else torch.relu_(h)
+                inputs.append(h)
+        error = h - y
         grad = error * (2.0 / x.shape[0])  # d mean(e^2) / de
-        grads: list[torch.Tensor] = []  # filled from the last layer back
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            if isinstance(layer, tuple):
-                grads.append(grad.sum(0))  # bias
-                grads.append(grad.t().mm(outputs[i]))  # weight, (out, in) like the parameter
-                if i > 0:
-                    grad = grad.mm(layer[0])
-            elif isinstance(layer, nn.Tanh):
-                grad = _aten.tanh_backward(grad, outputs[i + 1])
+        grads: list[torch.Tensor] = []  # filled from the last layer back: bias, then weight
+        for k in range(len(self.weights) - 1, -1, -1):
+            grads.append(grad.sum(0))
+            if self.input_major[k]:  # the weight's gradient, in the parameter's memory order
+                grads.append(inputs[k].t().mm(grad).t())
             else:
-                grad = _aten.threshold_backward(grad, outputs[i + 1], 0)
+                grads.append(grad.t().mm(inputs[k]))
+            if k > 0:
+                grad = grad.mm(self.weights[k])
+                grad = (_aten.tanh_backward(grad, inputs[k]) if self.tanh[k - 1]
+                        else _aten.threshold_backward(grad, inputs[k], 0))
         return error, grads[::-1]
 
 
@@ -95,10 +97,14 @@ class AdamStepper:
         self.optim = optim
         self.params = params
         self._fused: dict | None = None  # the kernel's arguments once the state exists
+        self._ones = [torch.ones(())] * len(params)
 
     def step(self, grads: list[torch.Tensor]) -> None:
         if self._fused is not None:
-            torch._foreach_add_(self._fused["state_steps"], 1)
+            # The step counters + 1, as Adam.step does. A list of 1-tensors, not the Python
+            # scalar 1: the same sums, without a scalar-to-tensor conversion per counter
+            # (a fifth of a minibatch step's time at these sizes).
+            torch._foreach_add_(self._fused["state_steps"], self._ones)
             torch._fused_adam_(self.params, grads, **self._fused)
             return
         for p, g in zip(self.params, grads, strict=True):
@@ -147,7 +153,7 @@ def _kernel_matches_adam() -> bool:
             reference.step()
         stepper = AdamStepper.__new__(AdamStepper)
         stepper.optim = torch.optim.Adam(params, lr=1e-3, fused=True)
-        stepper.params, stepper._fused = params, None
+        stepper.params, stepper._fused, stepper._ones = params, None, [torch.ones(())]
         stepper.step([grads[0].clone()])  # through optim.step(): creates the state
         stepper._fused = stepper._fused_arguments_unchecked()
         if stepper._fused is None:

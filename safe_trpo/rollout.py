@@ -126,7 +126,7 @@ class RolloutCollector:
         ep_returns: list[float] = []
         ep_costs: list[np.ndarray] = []
         ep_lens: list[int] = []
-        draw = policy.rollout_sampler()
+        draw = policy.rollout_sampler(steps)
         normalize = normalizer.frozen()
         for t in range(steps):
             if update_stats_per_step:
@@ -141,7 +141,6 @@ class RolloutCollector:
                     clip_action(action, self.action_space))
             done = np.logical_or(terminated, truncated)
             rew_buf[t], term_buf[t], done_buf[t] = reward, terminated, done
-            check_finite(rew_buf[t], "reward")
             if m:
                 cost_buf[t] = read_costs(info, done, self.cost_keys)
                 self.ep_cost += cost_buf[t]
@@ -159,6 +158,9 @@ class RolloutCollector:
                 self.ep_return[done], self.ep_cost[done], self.ep_len[done] = 0.0, 0.0, 0
             if update_stats_per_step:  # the statistics move every step: use this step's
                 normalize(final_raw_buf[t], out=next_buf[t])
+        # Rewards do not feed back into acting, so one check at the end is enough (before
+        # anything is learnt from them or recorded).
+        check_finite(rew_buf, "reward")
         if not update_stats_per_step:  # fixed statistics: one vectorised pass for all steps
             normalize(final_raw_buf, out=next_buf)
         act_np = np.stack(actions)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -67,9 +68,24 @@ def flat_grad(output: torch.Tensor, module: nn.Module, create_graph: bool = Fals
                       for g, p in zip(grads, module.parameters(), strict=True)])
 
 
-def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
-                       iters: int, residual_tol: float = 1e-10) -> torch.Tensor:
-    """Solve A x = b for symmetric positive-definite A given only x -> A x."""
+class CGSolution(NamedTuple):
+    """``x`` approximately solves A x = b; ``residual`` is b - A x as the iterations updated it."""
+
+    x: torch.Tensor
+    residual: torch.Tensor
+
+    def quadratic_form(self, b: torch.Tensor) -> float:
+        """x^T A x without another product with A: A x = b - residual. (The residual carries
+        the iterations' rounding, about float32 epsilon relative; a product would too.)"""
+        return float(self.x @ (b - self.residual))
+
+
+def cg_solve(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
+             residual_tol: float = 1e-10) -> CGSolution:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x.
+
+    At most ``iters`` products with A; stops early once |residual|^2 <= ``residual_tol``.
+    """
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -84,7 +100,13 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
         rr_new = r @ r
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return CGSolution(x, r)
+
+
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
+                       iters: int, residual_tol: float = 1e-10) -> torch.Tensor:
+    """``cg_solve``'s x alone."""
+    return cg_solve(matvec, b, iters, residual_tol).x
 
 
 def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
@@ -92,22 +114,70 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
                           ) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (H + damping I) v, H the Hessian of mean KL(old || theta) at theta = theta_old.
 
-    Double backprop: the KL's gradient is built once with its graph kept, and each product is
-    one more backward pass through it. The KL's gradient is zero at theta_old, but its
-    derivative (the Hessian) is not, which is why the graph is needed. ``dist`` is the policy's
+    Let z(theta) be the tensors the policy's distribution is built from (Gaussian mean and
+    standard deviation, categorical logits), J = dz/dtheta and K = d^2 KL / dz^2. The chain
+    rule gives H = J^T K J + sum_i (dKL/dz_i) d^2 z_i / dtheta^2, and at theta_old the second
+    term vanishes exactly: KL(old || new) is smallest (zero) where new = old, so dKL/dz = 0
+    there. Differentiating the KL's gradient once more through the whole network (the usual
+    double backprop) would still spend a third of its matrix products on that zero term, so
+    each product is taken in three parts, all by autograd (tests/test_trpo_math.py checks the
+    result against the explicit Hessian of the KL):
+
+    - J v by double backprop: u -> J^T u is linear in u, and its derivative along v is J v;
+    - K (J v): K is the KL's Hessian in z by double backprop, computed once per update. Each
+      sample's KL depends on that sample's z only, so K is one small (d, d) block per sample,
+      d the number of distribution parameters per sample (``per_sample_hessian``);
+    - J^T (K J v) by one ordinary backward pass.
+
+    The graphs are built once here and reused by every product. ``dist`` is the policy's
     distribution on ``batch.obs`` at the current parameters, with its graph, when the caller
     already has that forward pass; by default it is computed here.
     """
     if dist is None:
         dist = policy.distribution(batch.obs)
-    kl = policy.kl(batch.old_dist, dist).mean()
-    grad_kl = flat_grad(kl, policy, create_graph=True)
+    params = list(policy.parameters())
+    z = policy.dist_params(dist)
+    z_leaf = [t.detach().requires_grad_() for t in z]
+    kl = policy.kl(batch.old_dist, policy.dist_from_params(*z_leaf)).mean()
+    kl_hessian_z = per_sample_hessian(kl, z_leaf)  # (B, d, d)
+    widths = [t.shape[1] for t in z]
+    probe = [torch.zeros_like(t, requires_grad=True) for t in z]  # the u of J^T u
+    jt_probe = torch.autograd.grad(z, params, grad_outputs=probe, create_graph=True)
+    shapes = [p.shape for p in params]
+    sizes = [p.numel() for p in params]
 
     def product(v: torch.Tensor) -> torch.Tensor:
-        hv = flat_grad(grad_kl @ v, policy, retain_graph=True)
-        return hv + damping * v
+        v_parts = [part.view(shape) for part, shape in zip(v.split(sizes), shapes, strict=True)]
+        jv = torch.cat(torch.autograd.grad(jt_probe, probe, grad_outputs=v_parts,
+                                           retain_graph=True), dim=1)
+        kjv = torch.bmm(kl_hessian_z, jv.unsqueeze(-1)).squeeze(-1).split(widths, dim=1)
+        hv = torch.autograd.grad(z, params, grad_outputs=kjv, retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in hv]) + damping * v
 
     return product
+
+
+def per_sample_hessian(loss: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
+    """The Hessian of ``loss`` in ``z`` as one (d, d) block per sample: shape (B, d, d).
+
+    ``z`` are leaf tensors of shape (B, d_k), d = sum of the d_k, and ``loss`` must be a sum
+    of per-sample terms each depending only on its own row of every z_k (the mean KL over a
+    batch is). Then the Hessian is block-diagonal over samples, and one double-backprop pass
+    along "coordinate j of every sample at once" gives column j of every block: d passes.
+    """
+    if any(t.dim() != 2 or t.shape[0] != z[0].shape[0] for t in z):
+        raise ValueError("per_sample_hessian: every z must have shape (batch, d_k)")
+    grads = torch.autograd.grad(loss, z, create_graph=True)
+    columns = []
+    for k, t in enumerate(z):
+        for j in range(t.shape[1]):
+            direction = [torch.zeros_like(u) for u in z]
+            direction[k][:, j] = 1.0
+            column = torch.autograd.grad(grads, z, grad_outputs=direction, retain_graph=True,
+                                         allow_unused=True)
+            columns.append(torch.cat([torch.zeros_like(u) if c is None else c
+                                      for c, u in zip(column, z, strict=True)], dim=1))
+    return torch.stack(columns, dim=2)
 
 
 def surrogate(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor,
@@ -176,8 +246,8 @@ def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, targ
     g = flat_grad(loss_old, policy, retain_graph=True)
     loss_old = float(loss_old.detach())
     fvp = fisher_vector_product(policy, batch, cg_damping, dist)
-    direction = conjugate_gradient(fvp, g, cg_iters)
-    shs = float(direction @ fvp(direction))
+    solution = cg_solve(fvp, g, cg_iters)
+    direction, shs = solution.x, solution.quadratic_form(g)
     if not (shs > 0 and torch.isfinite(direction).all()):
         # g = 0 or a numerically broken direction: no step is the only safe step; say so.
         none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)

@@ -12,11 +12,13 @@ from safe_trpo.networks import make_policy
 from safe_trpo.rollout import gae
 from safe_trpo.trpo import (
     PolicyBatch,
+    cg_solve,
     conjugate_gradient,
     fisher_vector_product,
     flat_params,
     line_search,
     mean_kl,
+    per_sample_hessian,
     set_flat_params,
     trpo_step,
 )
@@ -41,6 +43,18 @@ def test_conjugate_gradient_n_steps_exact_on_n_dimensional_problem() -> None:
     b = torch.randn(5, generator=gen, dtype=torch.float64)
     x = conjugate_gradient(lambda v: spd @ v, b, iters=5, residual_tol=0.0)
     torch.testing.assert_close(spd @ x, b, rtol=1e-9, atol=1e-9)
+
+
+def test_cg_quadratic_form_equals_x_a_x_without_another_product() -> None:
+    # TRPO's step length needs s^T H s; cg_solve gets it from its residual (A x = b - r).
+    gen = torch.Generator().manual_seed(2)
+    a = torch.randn(40, 40, generator=gen, dtype=torch.float64)
+    spd = a @ a.T + 0.1 * torch.eye(40, dtype=torch.float64)
+    b = torch.randn(40, generator=gen, dtype=torch.float64)
+    for iters in (3, 10, 60):  # far from converged, and converged
+        solution = cg_solve(lambda v: spd @ v, b, iters, residual_tol=0.0)
+        exact = float(solution.x @ spd @ solution.x)
+        assert solution.quadratic_form(b) == pytest.approx(exact, rel=1e-9)
 
 
 def _tiny_batch(discrete: bool) -> tuple[torch.nn.Module, PolicyBatch]:
@@ -81,6 +95,33 @@ def test_fisher_vector_product_matches_explicit_kl_hessian(discrete: bool) -> No
     for _ in range(3):
         v = torch.randn(theta0.numel(), generator=gen, dtype=torch.float64)
         torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_per_sample_hessian_matches_the_full_hessian(discrete: bool) -> None:
+    # The KL's Hessian in the distribution's parameters as one block per sample, against the
+    # explicit Hessian over every sample's parameters at once (zero off the diagonal blocks).
+    policy, batch = _tiny_batch(discrete)
+    with torch.no_grad():  # a generic point, away from the old distribution
+        z0 = [t + 0.1 for t in policy.dist_params(policy.distribution(batch.obs))]
+    widths = [t.shape[1] for t in z0]
+    rows, d = z0[0].shape[0], sum(widths)
+
+    def kl_of(flat: torch.Tensor) -> torch.Tensor:
+        parts = flat.view(rows, d).split(widths, dim=1)
+        return policy.kl(batch.old_dist, policy.dist_from_params(*parts)).mean()
+
+    full = torch.autograd.functional.hessian(kl_of, torch.cat(z0, dim=1).reshape(-1))
+    full = full.view(rows, d, rows, d)
+    leaves = [t.clone().requires_grad_() for t in z0]
+    kl = policy.kl(batch.old_dist, policy.dist_from_params(*leaves)).mean()
+    blocks = per_sample_hessian(kl, leaves)
+    assert blocks.shape == (rows, d, d)
+    off_diagonal = full.clone()
+    for i in range(rows):
+        torch.testing.assert_close(blocks[i], full[i, :, i, :], rtol=1e-10, atol=1e-12)
+        off_diagonal[i, :, i, :] = 0
+    assert float(off_diagonal.abs().max()) == 0.0
 
 
 def _distribution_with(policy: torch.nn.Module, params: dict, obs: torch.Tensor):
@@ -265,7 +306,7 @@ def test_hand_written_critic_gradient_equals_autograd(activation: str, rows: int
         error, grads = SquaredErrorGrads(critic)(x, y)
     torch.testing.assert_close(error.squeeze(-1), critic(x).detach() - y, rtol=0, atol=0)
     for g, e, p in zip(grads, expected, critic.parameters(), strict=True):
-        assert g.shape == p.shape and g.is_contiguous()
+        assert g.shape == p.shape and g.stride() == p.stride()  # the parameter's order
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-7)
 
 
@@ -375,6 +416,25 @@ def test_rollout_sampler_draws_like_sample_with_its_log_probs(discrete: bool) ->
     with torch.no_grad():
         density = policy.log_prob(policy.distribution(obs), torch.from_numpy(actions))
     torch.testing.assert_close(logp.detach(), density, rtol=1e-4, atol=1e-4)
+
+
+def test_rollout_sampler_draws_a_rollouts_noise_in_one_block() -> None:
+    policy, batch = _tiny_batch(discrete=False)
+    policy = policy.float()
+    obs = batch.obs.float().numpy()
+    torch.manual_seed(4)
+    draw = policy.rollout_sampler(steps=3)
+    draws = [draw(obs) for _ in range(4)]  # one call more than announced: a second block
+    torch.manual_seed(4)
+    first_block = torch.randn((3, *draws[0][1].shape)).numpy()
+    second_block = torch.randn((3, *draws[0][1].shape)).numpy()
+    for t in range(3):
+        np.testing.assert_array_equal(draws[t][1], first_block[t])
+    np.testing.assert_array_equal(draws[3][1], second_block[0])
+    mean = policy.deterministic(batch.obs.float()).detach().numpy()
+    std = policy.log_std.detach().exp().numpy()
+    for action, eps in draws:
+        np.testing.assert_allclose(action, mean + std * eps, rtol=1e-5, atol=1e-6)
 
 
 def test_trial_distribution_is_recomputed_when_the_parameters_change() -> None:
