@@ -96,7 +96,8 @@ class AdamStepper:
     def __init__(self, optim: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
         self.optim = optim
         self.params = params
-        self._fused: dict | None = None  # the kernel's arguments once the state exists
+        # The kernel's arguments once the optimiser's state exists (from an earlier fit).
+        self._fused: dict | None = self._fused_arguments()
         self._ones = [torch.ones(())] * len(params)
 
     def step(self, grads: list[torch.Tensor]) -> None:

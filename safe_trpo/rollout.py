@@ -8,8 +8,7 @@ We keep that final observation so truncated episodes can be bootstrapped from V(
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -45,16 +44,23 @@ class NonFiniteError(RuntimeError):
     """The environment produced NaN or inf; carries where, for the audit record."""
 
 
-@contextmanager
-def env_errors(call: str) -> Iterator[None]:
-    """An exception raised inside the environment ends the run as a recorded failure with one
-    line naming it, rather than a traceback from deep inside someone else's code."""
-    try:
-        yield
-    except (UserError, NonFiniteError):
-        raise
-    except Exception as exc:
-        raise UserError(f"the environment's {call}() raised {type(exc).__name__}: {exc}"
+class EnvErrors:
+    """Context manager: an exception raised inside the environment's ``call`` ends the run as
+    a recorded failure with one line naming it, rather than a traceback from deep inside
+    someone else's code. Reusable, so the rollout loop builds one and enters it every step."""
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if exc is None or isinstance(exc, UserError | NonFiniteError) \
+                or not isinstance(exc, Exception):
+            return  # nothing raised, or already one of ours, or not an error (Ctrl-C)
+        raise UserError(f"the environment's {self.call}() raised {type(exc).__name__}: {exc}"
                         ) from exc
 
 
@@ -97,7 +103,7 @@ class RolloutCollector:
         self.envs = envs
         self.cost_keys = cost_keys
         self.action_space = envs.single_action_space
-        with env_errors("reset"):
+        with EnvErrors("reset"):
             obs, _ = envs.reset(seed=seed)
         self.raw_obs = check_finite(np.asarray(obs, dtype=np.float64), "initial observation")
         n = envs.num_envs
@@ -127,6 +133,7 @@ class RolloutCollector:
         ep_costs: list[np.ndarray] = []
         ep_lens: list[int] = []
         draw = policy.rollout_sampler(steps)
+        step_errors = EnvErrors("step")
         normalize = normalizer.frozen()
         for t in range(steps):
             if update_stats_per_step:
@@ -136,7 +143,7 @@ class RolloutCollector:
             action, action_aux = draw(normalize(self.raw_obs, out=obs_buf[t]))
             actions.append(action)
             aux.append(action_aux)
-            with env_errors("step"):
+            with step_errors:
                 next_raw, reward, terminated, truncated, info = self.envs.step(
                     clip_action(action, self.action_space))
             done = np.logical_or(terminated, truncated)
