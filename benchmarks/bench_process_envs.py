@@ -9,7 +9,9 @@ every figure is process CPU time (all threads of this process): wall time on an 
 less disturbed than wall time by other jobs on a shared machine (though still somewhat lower
 than on an idle one). Workloads, per plant and copy count:
 - "random": uniform random valve commands (the stiff worst case: in the CSTR about 17 % of the
-  copies are running away and ~1 % ignite in any given step, each ignition needing ~35 steps);
+  copies are running away and ~1 % ignite in any given step, each ignition needing ~35 steps of
+  the adaptive integrator; compiled with numba, each copy takes its own steps, so those cost
+  microseconds, not a numpy call each);
 - "PID": the tuned PID baseline closing the loop (normal operation; its act() is not timed).
 Peer: pcgym 0.1.8 (pip install pcgym; a benchmark-only dependency) CSTR with the same
 parameters and the same 0.5-min step, one env per copy (pcgym has no batched stepping), with
@@ -48,7 +50,8 @@ DT = 0.5  # CSTR control interval, min (the env's default)
 
 
 def native_rate(env_id: str, copies: int, steps: int, workload: str) -> float:
-    """Env-steps per CPU-second of the native vector env, best of two passes."""
+    """Env-steps per CPU-second of the native vector env, best of two passes (the first also
+    pays numba's one-time compile of the integrator when its on-disk cache is cold)."""
     venv = gym.make_vec(env_id, num_envs=copies)
     rng = np.random.default_rng(0)
     pid = (cstr_pid if "CSTR" in env_id else pressure_pid)()

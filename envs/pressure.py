@@ -24,17 +24,21 @@ State rows are ``[P (bar a), x (valve opening, 0..1)]``; the inputs are the valv
   3s^2 - 2s^3 of s = (P - set) / (overpressure * set) (a modulating valve; smooth for the same
   reason as the actuator), critical flow W = relief_capacity * lift * P.
 
-Every field of ``Params`` is a float or an array of shape (N,). ``step`` integrates with the
-per-row adaptive RODAS4 of ``envs.cstr`` (the relief valve makes the model stiff while venting).
+Every field of ``Params`` is a float or an array of shape (N,). ``step`` integrates each row
+with its own adaptive RODAS4 steps, compiled with numba (``envs._rodas``, shared with
+``envs.cstr``; the relief valve makes the model stiff while venting). The integrator compiles
+``rhs_jac`` below for scalars, so the formulas exist once.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import register_jitable
 
-from envs.cstr import rosenbrock_2d
+from envs._rodas import compiled, integrate, specialise
 
 Array = np.ndarray
 FloatOrArray = float | np.ndarray
@@ -100,28 +104,32 @@ def coefficients(params: Params, valve_command: FloatOrArray, inflow: FloatOrArr
     return tuple(np.asarray(c, dtype=np.float64) for c in grouped)  # scalars as 0-d arrays
 
 
+# The helpers below are plain numpy functions that numba can also compile for scalars inside the
+# integrator (register_jitable), so they use only operations both accept: no np.clip, np.where.
+@register_jitable
 def _valve_terms(pressure: Array, opening: Array, gain, r, choke, rho, p2
                  ) -> tuple[Array, Array, Array]:
     """(flow kg/min, d flow/dP, d flow/dx) of the control valve."""
     safe_p = np.maximum(pressure, 1e-9)
     ratio = 1.0 - p2 / safe_p
-    xp = np.clip(ratio, 0.0, choke)
+    xp = np.minimum(np.maximum(ratio, 0.0), choke)
     y = 1.0 - xp / (3.0 * choke)
     root = np.sqrt(xp * rho)
     r_x = r ** opening
     char = (r_x - 1.0) / (r - 1.0)
     flow = gain * char * y * root * pressure
     # d/dP of y sqrt(xp rho) P; xp is constant when choked or shut (P <= P2).
-    dxp = np.where((ratio >= choke) | (ratio <= 0.0), 0.0, p2 / (safe_p * safe_p))
+    dxp = p2 / (safe_p * safe_p) * ((ratio < choke) & (ratio > 0.0))
     droot = 0.5 * np.sqrt(rho / np.maximum(xp, 1e-6)) * dxp
     dflow_dp = gain * char * (y * root + pressure * (y * droot - root * dxp / (3.0 * choke)))
     dflow_dx = gain * np.log(r) * r_x / (r - 1.0) * y * root * pressure
     return flow, dflow_dp, dflow_dx
 
 
+@register_jitable
 def _relief_terms(pressure: Array, pset, span, capacity) -> tuple[Array, Array]:
     """(vent flow kg/min, d vent/dP) of the relief valve."""
-    s = np.clip((pressure - pset) / span, 0.0, 1.0)
+    s = np.minimum(np.maximum((pressure - pset) / span, 0.0), 1.0)
     lift = s * s * (3.0 - 2.0 * s)
     dlift = 6.0 * s * (1.0 - s) / span
     return capacity * lift * pressure, capacity * (lift + pressure * dlift)
@@ -140,6 +148,7 @@ def relief_flow(pressure: FloatOrArray, params: Params = Params()) -> Array:
     return _relief_terms(np.asarray(pressure, float), *c[8:11])[0]
 
 
+@register_jitable
 def rhs_jac(pressure: Array, opening: Array, gain, r, choke, rho, p2, inv_cap, tau, rate,
             pset, span, capacity, command, inflow) -> tuple[Array, ...]:
     """(dP/dt, dx/dt, j11, j12, j21, j22) from the grouped ``coefficients``."""
@@ -151,46 +160,49 @@ def rhs_jac(pressure: Array, opening: Array, gain, r, choke, rho, p2, inv_cap, t
             -(dflow_dp + dvent_dp) * inv_cap, -dflow_dx * inv_cap, 0.0 * dmove, dmove)
 
 
-def rhs(pressure: Array, opening: Array, *coeffs) -> tuple[Array, Array]:
-    """dP/dt (bar/min) and dx/dt (1/min) from the grouped ``coefficients``."""
-    gain, r, choke, rho, p2, inv_cap, tau, rate, pset, span, capacity, command, inflow = coeffs
-    flow = _valve_terms(pressure, opening, gain, r, choke, rho, p2)[0]
-    vent = _relief_terms(pressure, pset, span, capacity)[0]
-    return (inflow - flow - vent) * inv_cap, rate * np.tanh((command - opening) / (tau * rate))
-
-
 KINK_BAND = 5e-3
 """bar: a step may cross a kink of the right-hand side only from this close, see
-``admissible``."""
+``row_admissible``."""
 
 
-def admissible(pressure: Array, opening: Array, new_p: Array, new_x: Array, h: Array, gain, r,
-               choke, rho, p2, inv_cap, tau, rate, pset, span, capacity, command, inflow
-               ) -> Array:
-    """For ``rosenbrock_2d``: 1 where a step may be judged by its error estimate, else the
-    factor to retry it with. Nothing leaves below the header pressure, so P stays >= min(P,
-    P2), and the valve moves monotonically toward its command (else retry a quarter as long).
-    A step may cross a pressure where the right-hand side has a kink (relief set pressure, full
-    lift, onset of choked flow, no flow) only when it starts within ``KINK_BAND`` of it: the
-    error estimate of one long step across a kink can miss it entirely. A longer crossing step
-    is retried with the fraction of it that (linearly) ends just short of the kink."""
-    inside = ((new_p >= np.minimum(pressure, p2) - ATOL_P)
-              & (new_x >= np.minimum(opening, command) - ATOL_X)
-              & (new_x <= np.maximum(opening, command) + ATOL_X))
-    factor = np.where(inside, 1.0, 0.25)
+@compiled
+def row_rhs_jac(pressure: float, opening: float, c: np.ndarray) -> tuple[float, ...]:
+    """For the integrator (``envs._rodas``): ``rhs_jac`` of one row, compiled for float64
+    scalars, with that row's ``coefficients()`` in order in ``c``."""
+    return rhs_jac(pressure, opening, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8],
+                   c[9], c[10], c[11], c[12])
+
+
+@compiled
+def row_admissible(pressure: float, opening: float, new_p: float, new_x: float, c: np.ndarray
+                   ) -> float:
+    """For the integrator: 1 where a step may be judged by its error estimate, else the factor
+    to retry it with. Nothing leaves below the header pressure, so P stays >= min(P, P2), and
+    the valve moves monotonically toward its command (else retry a quarter as long). A step may
+    cross a pressure where the right-hand side has a kink (relief set pressure, full lift,
+    onset of choked flow, no flow) only when it starts within ``KINK_BAND`` of it: the error
+    estimate of one long step across a kink can miss it entirely. A longer crossing step is
+    retried with the fraction of it that (linearly) ends just short of the kink."""
+    choke, p2, pset, span, command = c[2], c[4], c[8], c[9], c[11]  # see ``coefficients``
+    inside = (new_p >= min(pressure, p2) - ATOL_P
+              and min(opening, command) - ATOL_X <= new_x <= max(opening, command) + ATOL_X)
+    factor = 1.0 if inside else 0.25
     for kink in (pset, pset + span, p2 / (1.0 - choke), p2):
         before, after = pressure - kink, new_p - kink
-        crossing = (before * after < 0.0) & (np.abs(before) > KINK_BAND)
-        aim = np.clip(0.99 * before / (before - after), 0.01, 0.9)
-        factor = np.where(crossing, np.minimum(factor, aim), factor)
+        if before * after < 0.0 and abs(before) > KINK_BAND:
+            factor = min(factor, min(max(0.99 * before / (before - after), 0.01), 0.9))
     return factor
+
+
+_integrate_rows = specialise(sys.modules[__name__])
+"""``envs._rodas.integrate_rows`` for ``row_rhs_jac`` and ``row_admissible`` above."""
 
 
 def derivatives(state: Array, valve_command: FloatOrArray, inflow: FloatOrArray,
                 params: Params = Params()) -> Array:
     """dP/dt (bar/min) and dx/dt (1/min), shape (N, 2), for ``state`` (N, 2) = [P, x]."""
     state = np.asarray(state, dtype=np.float64)
-    f1, f2 = rhs(state[:, 0], state[:, 1], *coefficients(params, valve_command, inflow))
+    f1, f2, *_ = rhs_jac(state[:, 0], state[:, 1], *coefficients(params, valve_command, inflow))
     return np.stack(np.broadcast_arrays(f1, f2), axis=-1)
 
 
@@ -207,9 +219,9 @@ def advance(pressure: Array, opening: Array, valve_command: FloatOrArray, inflow
             dt: float, params: Params = Params(), rtol: float = RTOL,
             atol: tuple[float, float] = (ATOL_P, ATOL_X)) -> tuple[Array, Array]:
     """``step`` on separate (N,) arrays of P (bar a) and x: the environments' fast path."""
-    coeffs = coefficients(params, valve_command, inflow)
-    return rosenbrock_2d(rhs, rhs_jac, pressure, opening, coeffs, dt, rtol, *atol,
-                         admissible=admissible)
+    return integrate(_integrate_rows, pressure, opening,
+                     coefficients(params, valve_command, inflow), dt, rtol, *atol,
+                     name="pressure.step")
 
 
 def step(state: Array, valve_command: FloatOrArray, inflow: FloatOrArray, dt: float,

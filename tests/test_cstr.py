@@ -7,7 +7,8 @@ import pytest
 from scipy.integrate import solve_ivp
 from scipy.optimize import fsolve
 
-from envs import cstr
+from envs import _rodas, cstr
+from envs.cstr_env import CSTRVectorEnv
 
 RUNAWAY_DT = 26.0 / 60.0  # pcgym's CSTR control interval, min
 
@@ -84,18 +85,48 @@ def test_runaway_transients_match_radau():
     assert out[:, 1].max() > 420.0
 
 
+def test_runaway_steps_under_random_valve_moves_match_radau(monkeypatch):
+    # The accuracy the environments rely on, where it is hardest: steps of the vector env under
+    # uniform random valve commands in which a reactor runs away (T above 350 K, moving more
+    # than 2 K), each re-integrated alone with Radau: within 0.1 K.
+    record = []
+    original = cstr.advance
+
+    def recording(ca, temp, coolant, dt, params):
+        out = original(ca, temp, coolant, dt, params)
+        per_row = [np.broadcast_to(v, ca.shape).copy()
+                   for v in (coolant, params.UA, params.k0, params.Ti, params.Caf)]
+        record.append((ca.copy(), temp.copy(), *per_row, out[0].copy(), out[1].copy()))
+        return out
+
+    monkeypatch.setattr(cstr, "advance", recording)
+    venv = CSTRVectorEnv(num_envs=256)
+    venv.reset(seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        venv.step(rng.uniform(-1, 1, (256, 1)).astype(np.float32))
+    ca, temp, coolant, ua, k0, ti, caf, new_ca, new_temp = (
+        np.concatenate([r[i] for r in record]) for i in range(9))
+    hot = np.flatnonzero((np.maximum(temp, new_temp) > 350.0) & (np.abs(new_temp - temp) > 2.0))
+    assert hot.size > 100
+    for i in rng.choice(hot, size=16, replace=False):
+        row = cstr.Params(UA=ua[i], k0=k0[i], Ti=ti[i], Caf=caf[i])
+        ref = radau([ca[i], temp[i]], coolant[i], venv.config.dt_minutes, row)
+        assert abs(new_temp[i] - ref[1]) < 0.1, (i, new_temp[i] - ref[1])
+        assert abs(new_ca[i] - ref[0]) < 1e-3, (i, new_ca[i] - ref[0])
+
+
 def test_rodas4_converges_with_order_four():
     # Fixed steps, halving h: the error must shrink ~16x (a wrong coefficient breaks this).
-    start, tc, span = np.array([0.7]), 302.0, 1.0
+    tc, span = 302.0, 1.0
     ref = radau([0.7, 335.0], tc, span, rtol=1e-13)
-    coeffs = cstr.coefficients(cstr.Params(), tc)
+    row = np.array([float(c) for c in cstr.coefficients(cstr.Params(), tc)])
     errors = []
     for n in (16, 32, 64):
-        ca, temp = start.copy(), np.array([335.0])
+        ca, temp = 0.7, 335.0
         for _ in range(n):
-            ca, temp, _, _ = cstr.rodas4_step(cstr.rhs, cstr.rhs_jac, ca, temp, coeffs,
-                                              np.array([span / n]))
-        errors.append(abs(temp[0] - ref[1]))
+            ca, temp, _, _ = _rodas.rodas4_step(cstr.row_rhs_jac, ca, temp, row, span / n)
+        errors.append(abs(temp - ref[1]))
     ratios = np.array(errors[:-1]) / np.array(errors[1:])
     assert np.all(ratios > 12.0) and np.all(ratios < 20.0), ratios
 
@@ -111,12 +142,30 @@ def test_jacobian_matches_finite_differences():
 
 
 def test_rows_do_not_depend_on_the_batch():
-    # A row integrates identically alone and next to an igniting row (per-row step sizes).
-    quiet = np.array([[0.85, 327.0]])
-    mixed = np.array([[0.85, 327.0], [0.5, 360.0]])
-    alone = cstr.step(quiet, 301.0, 0.5)
-    together = cstr.step(mixed, np.array([301.0, 310.0]), 0.5)
-    assert np.array_equal(alone[0], together[0])
+    # Each row integrates with its own steps: alone, or in any batch in any order (next to
+    # igniting rows and with other rows' parameters), it gives the same bits.
+    rng = np.random.default_rng(7)
+    n = 40
+    states = np.column_stack([rng.uniform(0.3, 0.95, n), rng.uniform(320.0, 390.0, n)])
+    coolant = rng.uniform(295.0, 315.0, n)
+    ua, ti = rng.uniform(4.5e4, 5.5e4, n), rng.uniform(345.0, 355.0, n)
+    out = cstr.step(states, coolant, 0.5, cstr.Params(UA=ua, Ti=ti))
+    assert np.any(out[:, 1] - states[:, 1] > 30.0)  # some rows ignite in this step
+    order = rng.permutation(n)
+    shuffled = cstr.step(states[order], coolant[order], 0.5, cstr.Params(UA=ua[order],
+                                                                         Ti=ti[order]))
+    assert np.array_equal(shuffled, out[order])
+    for i in range(0, n, 7):
+        alone = cstr.step(states[i:i + 1], coolant[i], 0.5, cstr.Params(UA=ua[i], Ti=ti[i]))
+        assert np.array_equal(alone[0], out[i]), i
+
+
+def test_a_row_that_cannot_finish_is_named(monkeypatch):
+    # Out of step attempts, the igniting row (and only it) is reported, not returned as is.
+    monkeypatch.setattr(_rodas, "MAX_STEPS", 3)
+    states = np.array([[0.85, 327.0], [0.5, 360.0], [0.86, 326.0]])
+    with pytest.raises(RuntimeError, match=r"cstr.step: rows \[1\] \(of 1 failing\)"):
+        cstr.step(states, np.array([301.0, 310.0, 301.0]), RUNAWAY_DT)
 
 
 def test_extreme_inputs_stay_finite_and_physical():
