@@ -15,7 +15,8 @@ runs while they are busy, so it also prints steps per CPU-second of the process 
 sensitive to that), and ``--repeats N`` alternates the two sides N times and reports medians.
 
     pip install -e ".[bench]"
-    python benchmarks/bench_trpo_vs_sb3.py --steps 102400 --seed 0 [--repeats 3] [--native]
+    python benchmarks/bench_trpo_vs_sb3.py --steps 204800 [--seeds 0 1 2 3 4] [--repeats 3]
+        [--native]
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ def sb3(steps: int, seed: int) -> Timed:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=102_400)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=204_800)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run of each side per seed (and per repeat)")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="alternate the two sides this many times; medians are reported")
+                        help="alternate the two sides this many times per seed; medians are "
+                             "reported")
     parser.add_argument("--native", action="store_true",
                         help=f"also time safe-trpo on {NATIVE_PENDULUM} (a second line, not "
                              "the headline: SB3 keeps Gymnasium's env)")
@@ -125,31 +128,42 @@ def main() -> None:
     # Constructing the first Adam imports torch._dynamo (seconds, once per process). SB3 pays
     # that while building its model, before its timer; pay it here before ours too.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    runs: dict[str, list[Timed]] = {"safe-trpo": [], "sb3-contrib": []}
-    if args.native:
-        runs[NATIVE_LABEL] = []
-    for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as tmp:
-            runs["safe-trpo"].append(ours(args.steps, args.seed, Path(tmp)))
-        runs["sb3-contrib"].append(sb3(args.steps, args.seed))
-        if args.native:
+    names = ["safe-trpo", "sb3-contrib"] + ([NATIVE_LABEL] if args.native else [])
+    per_seed: dict[int, dict[str, Timed]] = {}
+    for seed in args.seeds:
+        runs: dict[str, list[Timed]] = {name: [] for name in names}
+        for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                runs[NATIVE_LABEL].append(ours(args.steps, args.seed, Path(tmp),
-                                               NATIVE_PENDULUM))
-    med = {name: Timed(*np.median(np.array(rs), axis=0)) for name, rs in runs.items()}
-    print(f"Pendulum-v1, {args.steps} env steps, seed {args.seed}, 1 torch thread, "
-          f"median of {args.repeats} alternating run(s)")
-    width = max(map(len, med)) + 2
-    print(f"{'':{width}}{'steps/s':>10}{'steps/cpu-s':>13}{'train return':>15}"
-          f"{'eval return':>14}")
-    for name, t in med.items():
-        print(f"{name:{width}}{t.steps_per_s:>10.0f}{t.steps_per_cpu_s:>13.0f}"
-              f"{t.train_return:>15.1f}{t.eval_return:>14.1f}")
-    sb3_t = med["sb3-contrib"]
-    for name in [n for n in med if n != "sb3-contrib"]:
-        t = med[name]
-        print(f"throughput ratio {name} / sb3-contrib: {t.steps_per_s / sb3_t.steps_per_s:.2f}x"
-              f" (per CPU-second: {t.steps_per_cpu_s / sb3_t.steps_per_cpu_s:.2f}x)")
+                runs["safe-trpo"].append(ours(args.steps, seed, Path(tmp)))
+            runs["sb3-contrib"].append(sb3(args.steps, seed))
+            if args.native:
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs[NATIVE_LABEL].append(ours(args.steps, seed, Path(tmp), NATIVE_PENDULUM))
+        per_seed[seed] = {name: Timed(*np.median(np.array(rs), axis=0))
+                          for name, rs in runs.items()}
+    print(f"Pendulum-v1, {args.steps} env steps, 1 torch thread, median of {args.repeats} "
+          f"alternating run(s) per seed")
+    width = max(map(len, names)) + 2
+    header = (f"{'seed':>4}  {'':{width}}{'steps/s':>10}{'steps/cpu-s':>13}{'train return':>15}"
+              f"{'eval return':>14}")
+    print(header)
+    for seed, med in per_seed.items():
+        for name, t in med.items():
+            print(f"{seed:>4}  {name:{width}}{t.steps_per_s:>10.0f}{t.steps_per_cpu_s:>13.0f}"
+                  f"{t.train_return:>15.1f}{t.eval_return:>14.1f}")
+    for name in [n for n in names if n != "sb3-contrib"]:
+        ratios = [m[name].steps_per_s / m["sb3-contrib"].steps_per_s for m in per_seed.values()]
+        cpu_ratios = [m[name].steps_per_cpu_s / m["sb3-contrib"].steps_per_cpu_s
+                      for m in per_seed.values()]
+        print(f"throughput ratio {name} / sb3-contrib: {np.median(ratios):.2f}x median over "
+              f"{len(ratios)} seed(s) (range {min(ratios):.2f}-{max(ratios):.2f}; per "
+              f"CPU-second {np.median(cpu_ratios):.2f}x)")
+    if len(per_seed) > 1:
+        for name in names:
+            train = np.mean([m[name].train_return for m in per_seed.values()])
+            evaluation = np.mean([m[name].eval_return for m in per_seed.values()])
+            print(f"mean over seeds, {name}: train return {train:.1f}, eval return "
+                  f"{evaluation:.1f}")
 
 
 if __name__ == "__main__":

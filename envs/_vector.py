@@ -137,7 +137,7 @@ class PlantEnv(gym.Env):
 
 
 class PlantVectorEnv(VectorEnv):
-    """N copies of a plant stepped in one numpy call, SAME_STEP autoreset."""
+    """N copies of a plant stepped by one call of its batched physics, SAME_STEP autoreset."""
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 

@@ -235,7 +235,7 @@ class CSTREnv(PlantEnv):
 
 
 class CSTRVectorEnv(PlantVectorEnv):
-    """SafeTRPO/CSTR-v0, ``num_envs`` reactors stepped in one numpy call (SAME_STEP autoreset).
+    """SafeTRPO/CSTR-v0, ``num_envs`` reactors stepped together (SAME_STEP autoreset).
     Copy i behaves exactly like ``CSTREnv`` reset with seed + i."""
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:

@@ -236,7 +236,7 @@ class PressureVesselEnv(PlantEnv):
 
 
 class PressureVesselVectorEnv(PlantVectorEnv):
-    """SafeTRPO/PressureVessel-v0, ``num_envs`` vessels in one numpy call (SAME_STEP autoreset).
+    """SafeTRPO/PressureVessel-v0, ``num_envs`` vessels stepped together (SAME_STEP autoreset).
     Copy i behaves exactly like ``PressureVesselEnv`` reset with seed + i."""
 
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
