@@ -108,11 +108,14 @@ class AdamStepper:
             torch._foreach_add_(self._fused["state_steps"], self._ones)
             torch._fused_adam_(self.params, grads, **self._fused)
             return
-        for p, g in zip(self.params, grads, strict=True):
-            p.grad = g
-        self.optim.step()
-        for p in self.params:
-            p.grad = None
+        # Outside inference mode (the caller may be in it): state the optimiser creates here is
+        # checkpointed and may be stepped anywhere later, so it must be a normal tensor.
+        with torch.inference_mode(False):
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g.clone()  # a normal tensor even if ``g`` is an inference tensor
+            self.optim.step()
+            for p in self.params:
+                p.grad = None
         self._fused = self._fused_arguments()
 
     def _fused_arguments(self) -> dict | None:

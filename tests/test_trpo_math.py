@@ -379,6 +379,25 @@ def test_fit_critics_equals_the_autograd_training_loop() -> None:
     np.testing.assert_allclose(losses, last.numpy(), rtol=1e-5)
 
 
+def test_fit_critics_leaves_an_optimiser_usable_outside_inference_mode() -> None:
+    # fit_critics runs under torch.inference_mode; the Adam state it creates is checkpointed
+    # and must stay an ordinary tensor that a later step anywhere may update in place.
+    from types import SimpleNamespace
+
+    from safe_trpo.learn import fit_critics
+
+    critics = torch.nn.ModuleList([_critic("tanh", seed=1)])
+    optim = torch.optim.Adam(critics.parameters(), lr=1e-3, fused=True)
+    state = SimpleNamespace(critics=critics, critic_optim=optim, rng=np.random.default_rng(0))
+    fit_critics(state, torch.randn(300, 3), torch.randn(1, 300), epochs=2, minibatch=128)
+    assert optim.state and not any(t.is_inference() for per_param in optim.state.values()
+                                   for t in per_param.values())
+    for p in critics.parameters():
+        assert not p.is_inference()
+        p.grad = torch.ones_like(p)
+    optim.step()  # raises for an inference tensor updated outside inference mode
+
+
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_mlp_function_matches_the_module(activation: str) -> None:
     from safe_trpo.networks import mlp_function
