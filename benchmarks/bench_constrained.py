@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from safe_trpo.audit import read_lines
 from safe_trpo.config import load_scenario
-from safe_trpo.trainer import start_run
+from safe_trpo.record.audit import read_lines
+from safe_trpo.run.trainer import start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,8 +21,8 @@ import warnings
 import cvxpy as cp
 import numpy as np
 
-from safe_trpo.cpo import solve_step
-from safe_trpo.cpo_closed_form import closed_form_step
+from safe_trpo.algo.cpo import solve_step
+from safe_trpo.algo.cpo_closed_form import closed_form_step
 
 
 def subproblems(rng: np.random.Generator, m: int, count: int) -> list[tuple]:

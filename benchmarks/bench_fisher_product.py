@@ -2,7 +2,7 @@
 
 Both are double backprop of the mean KL(old || theta) at theta_old and give the same product
 (the script prints the largest relative difference). The peer differentiates the KL's gradient
-once more through the whole network; ``safe_trpo.trpo.fisher_vector_product`` takes the product
+once more through the whole network; ``safe_trpo.algo.trpo.fisher_vector_product`` takes the product
 as J^T (K (J v)), skipping the term that is zero at theta_old (its docstring has the math).
 Settings are the Pendulum benchmark's: 3 observations, 1 action, 64x64 tanh, a batch of 2048.
 Both run on the same network (first layer input-major, see ``networks.input_major``), so the
@@ -21,8 +21,8 @@ from collections.abc import Callable
 import torch
 from gymnasium import spaces
 
-from safe_trpo.networks import make_policy
-from safe_trpo.trpo import PolicyBatch, fisher_vector_product, flat_grad
+from safe_trpo.algo.networks import make_policy
+from safe_trpo.algo.trpo import PolicyBatch, fisher_vector_product, flat_grad
 
 
 def reverse_over_reverse(policy, batch: PolicyBatch, damping: float

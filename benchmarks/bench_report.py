@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the synthetic run builder the tests u
 
 from test_report import make_run  # noqa: E402
 
-from safe_trpo.audit import read_lines  # noqa: E402
-from safe_trpo.report import build_report_html, write_report  # noqa: E402
-from safe_trpo.report_plots import render_png, training_plots, update_table  # noqa: E402
+from safe_trpo.record.audit import read_lines  # noqa: E402
+from safe_trpo.report.build import build_report_html, write_report  # noqa: E402
+from safe_trpo.report.plots import render_png, training_plots, update_table  # noqa: E402
 
 
 def measure(n_updates: int, work: Path) -> None:

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 from safe_trpo.config import load_scenario
-from safe_trpo.sweep import parse_seeds, plan_sweep, run_sweep
-from safe_trpo.sweep_report import run_result
-from safe_trpo.trainer import start_run
+from safe_trpo.run.trainer import start_run
+from safe_trpo.sweep.plan import parse_seeds, plan_sweep
+from safe_trpo.sweep.runner import run_sweep
+from safe_trpo.sweep.summary import run_result
 
 SCENARIO = """
 [env]

@@ -32,12 +32,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from safe_trpo.audit import read_lines
 from safe_trpo.config import load_scenario
-from safe_trpo.evaluate import run_episodes
-from safe_trpo.make_env import make_vector_env
-from safe_trpo.policy_io import load_policy
-from safe_trpo.trainer import start_run
+from safe_trpo.record.audit import read_lines
+from safe_trpo.run.evaluate import run_episodes
+from safe_trpo.run.make_env import make_vector_env
+from safe_trpo.run.policy_io import load_policy
+from safe_trpo.run.trainer import start_run
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "pendulum_trpo.toml"
 # Pendulum-v1's dynamics in one numpy call per vector step (envs/pendulum_vec.py): shows where

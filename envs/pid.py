@@ -13,24 +13,20 @@ conditional integration (the integral stops while the output is saturated in the
 error pushes: anti-windup), and a bumpless start: on the first step of an episode I is set so
 that u equals the valve's current opening.
 
-Tuned gains (``CSTR_GAINS``, ``PRESSURE_GAINS``) come from ``python -m envs.pid tune cstr`` /
-``... tune pressure``: a grid search over (kp, ti, td) that minimises the mean tracking error on
-64 tuning episodes (seed 10_000, default env kwargs) among gains whose mean episode costs stay
-within the budgets of ``scenarios/cstr_runaway.toml`` / ``pressure_relief.toml``; evaluation
-uses other seeds.
+Tuned gains (``CSTR_GAINS``, ``PRESSURE_GAINS``) come from
+``python -m safe_trpo.run.pid_tuning cstr`` / ``... pressure``: a grid search over (kp, ti,
+td) that minimises the mean tracking error on 64 tuning episodes (seed 10_000, default env
+kwargs) among gains whose mean episode costs stay within the budgets of
+``scenarios/cstr_runaway.toml`` / ``pressure_relief.toml``; evaluation uses other seeds.
 """
 
 from __future__ import annotations
 
-import itertools
-import sys
 from dataclasses import dataclass
 
-import gymnasium as gym
 import numpy as np
 
 from envs import cstr_env, pressure_env
-from envs.evaluation import evaluate_controller
 
 
 @dataclass(frozen=True)
@@ -47,8 +43,8 @@ class PIDGains:
     """N: the measurement feeding the derivative is filtered with time constant td / N."""
 
 
-# From ``python -m envs.pid tune cstr`` / ``tune pressure`` (grids in ``GRIDS``; the best gains
-# are inside the grid, not on its edge).
+# From ``python -m safe_trpo.run.pid_tuning cstr`` / ``pressure`` (grids in that module's
+# ``GRIDS``; the best gains are inside the grid, not on its edge).
 CSTR_GAINS = PIDGains(kp=2.0, ti_minutes=2.0, td_minutes=1.0)
 """Ca loop, opening per mol/L of Ca error (opening the coolant valve raises Ca). On the tuning
 episodes: mean |Ca - setpoint| 0.0106 mol/L, 1.5 K min above the band and 0.02 min in runaway
@@ -157,48 +153,3 @@ def hold_valve(env_module) -> HoldValve:
     """``HoldValve`` for ``envs.cstr_env`` or ``envs.pressure_env``."""
     return HoldValve(env_module.OBS_NAMES.index("valve_opening"), env_module.OBS_CENTER,
                      env_module.OBS_SCALE)
-
-
-PLANTS = {
-    # name: (env id, PID factory, default dt, episode budgets the tuning respects)
-    "cstr": ("SafeTRPO/CSTR-v0", cstr_pid, 0.5, {"temperature": 5.0, "runaway": 0.25}),
-    "pressure": ("SafeTRPO/PressureVessel-v0", pressure_pid, 0.25,
-                 {"pressure": 0.01, "relief": 0.25}),
-}
-
-
-def tune(plant: str, grid: dict[str, list[float]], episodes: int = 64, seed: int = 10_000,
-         num_envs: int = 64) -> list[tuple[PIDGains, dict]]:
-    """Evaluate every (kp, ti, td) of ``grid`` on ``plant``; return (gains, result) sorted best
-    first: gains within the cost budgets by tracking error, then the rest by total excess."""
-    env_id, factory, dt, budgets = PLANTS[plant]
-    import envs  # noqa: F401  (registers the ids)
-
-    env = gym.make_vec(env_id, num_envs=num_envs)
-    scored = []
-    for kp, ti, td in itertools.product(grid["kp"], grid["ti"], grid["td"]):
-        gains = PIDGains(kp=kp, ti_minutes=ti, td_minutes=td)
-        result = evaluate_controller(env, factory(gains, dt), episodes, seed, budgets)
-        excess = sum(max(result["costs"][c]["ep_cost_mean"] - b, 0.0) / b
-                     for c, b in budgets.items())
-        scored.append(((excess > 0, excess if excess > 0 else result["tracking_error_mean"]),
-                       gains, result))
-    env.close()
-    scored.sort(key=lambda item: item[0])
-    return [(gains, result) for _, gains, result in scored]
-
-
-GRIDS = {
-    "cstr": {"kp": [0.5, 1.0, 2.0, 4.0, 8.0], "ti": [1.0, 2.0, 4.0, 8.0, 16.0],
-             "td": [0.0, 0.5, 1.0, 2.0]},
-    "pressure": {"kp": [0.2, 0.3, 0.5, 0.7, 1.0], "ti": [1.0, 2.0, 4.0, 8.0],
-                 "td": [0.0, 0.1, 0.2, 0.4]},
-}
-
-
-if __name__ == "__main__":  # python -m envs.pid tune cstr|pressure
-    if len(sys.argv) != 3 or sys.argv[1] != "tune" or sys.argv[2] not in PLANTS:
-        sys.exit("usage: python -m envs.pid tune cstr|pressure")
-    for gains, result in tune(sys.argv[2], GRIDS[sys.argv[2]])[:5]:
-        costs = {k: round(v["ep_cost_mean"], 3) for k, v in result["costs"].items()}
-        print(f"{gains}  tracking {result['tracking_error_mean']:.4f}  costs {costs}")

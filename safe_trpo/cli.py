@@ -80,7 +80,7 @@ def _positive_int(text: str) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from safe_trpo.config import load_scenario
-    from safe_trpo.trainer import start_run
+    from safe_trpo.run.trainer import start_run
 
     overrides = list(args.set)
     if args.seed is not None:
@@ -100,7 +100,7 @@ def _finish(outcome: object) -> int:
 
 
 def _verify(run: Path) -> int:
-    from safe_trpo.audit import verify_run
+    from safe_trpo.record.audit import verify_run
 
     verdict = verify_run(run)
     print(verdict.summary)
@@ -113,11 +113,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         return _train(args)
     if args.command == "resume":
-        from safe_trpo.trainer import resume_run
+        from safe_trpo.run.trainer import resume_run
 
         return _finish(resume_run(args.run, progress=not args.no_progress))
     if args.command == "evaluate":
-        from safe_trpo.evaluate import evaluate_run
+        from safe_trpo.run.evaluate import evaluate_run
 
         summary = evaluate_run(args.run, args.episodes, args.seed)
         print(f"return {summary['return_mean']:.3f} +- {summary['return_std']:.3f} over "
@@ -130,12 +130,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "verify":
         return _verify(args.run)
     if args.command == "report":
-        from safe_trpo.report import write_report
+        from safe_trpo.report.build import write_report
 
         print(write_report(args.run))
         return 0
     if args.command == "backtest":
-        from safe_trpo.backtest import run_backtest_command
+        from safe_trpo.finance.backtest import run_backtest_command
 
         return run_backtest_command(args.prices, args.policy, args.start, args.end,
                                     args.cost_bps, args.json)
@@ -144,7 +144,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return launch(args.reports, args.port, args.host, args.reviewers)
     if args.command == "sweep":
-        from safe_trpo.sweep import run_sweep_command
+        from safe_trpo.sweep.runner import run_sweep_command
 
         return run_sweep_command(args.scenarios, args.seeds, args.set, args.backend,
                                  args.address, args.workers, args.out)

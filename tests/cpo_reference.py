@@ -3,7 +3,7 @@
 Each is a direct cvxpy solve with an explicit SPD H, refined by Newton's method on its own KKT
 system: a raw interior-point point is only accurate to about the square root of the solver
 tolerance (~1e-5), too coarse for a 1e-6 comparison. Nothing here uses the Gram subspace, the
-dual or the normalisation of `safe_trpo.cpo`.
+dual or the normalisation of `safe_trpo.algo.cpo`.
 """
 
 from __future__ import annotations

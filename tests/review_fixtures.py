@@ -14,7 +14,7 @@ from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
-from safe_trpo.audit import AuditLog
+from safe_trpo.record.audit import AuditLog
 
 DEFAULT_COSTS = {"temperature": [7.0, 5.5, 4.0, 3.0], "valve_wear": [1.0, 2.5, 1.5, 0.5]}
 DEFAULT_LIMITS = {"temperature": 5.0, "valve_wear": 2.0}
@@ -64,7 +64,7 @@ BACKTEST_BASELINES = ("equal-weight", "buy-and-hold", "min-variance", "mean-vari
 
 
 def backtest_metrics(sharpe: float, breach_drawdown: int) -> dict[str, Any]:
-    """One strategy's figures, with the keys ``safe_trpo.backtest.run_strategy`` records."""
+    """One strategy's figures, with the keys ``safe_trpo.finance.backtest.run_strategy`` records."""
     return {"days": 250, "final_wealth": 1.1, "annual_return": 0.1, "annual_volatility": 0.15,
             "sharpe": sharpe, "sortino": 1.5 * sharpe, "max_drawdown": 0.12, "cvar_95": 0.02,
             "avg_daily_turnover": 0.05, "total_costs": 0.004,
@@ -74,7 +74,7 @@ def backtest_metrics(sharpe: float, breach_drawdown: int) -> dict[str, Any]:
 
 
 def backtest_fields(run_dir: Path) -> dict[str, Any]:
-    """A ``backtest`` line as ``safe_trpo.backtest._audit`` writes it for a trained run:
+    """A ``backtest`` line as ``safe_trpo.finance.backtest._audit`` writes it for a trained run:
     ``policy`` is the run folder as given on the command line, its figures are in ``metrics``,
     the baselines' in ``baselines`` (curves left out, ``json`` added)."""
     return {"policy": str(run_dir), "metrics": backtest_metrics(1.2, 3),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from safe_trpo.audit import (
+from safe_trpo.record.audit import (
     AUDIT_FILE,
     GENESIS_HASH,
     AuditLog,
@@ -58,7 +58,7 @@ def test_rehashed_edit_is_caught_by_the_next_line(tmp_path: Path) -> None:
     # An editor who recomputes the edited line's own hash still breaks the link to the next.
     path = make_log(tmp_path)
     lines = [json.loads(x) for x in path.read_text().splitlines()]
-    from safe_trpo.audit import canonical_json, line_hash
+    from safe_trpo.record.audit import canonical_json, line_hash
 
     lines[2]["kl"] = 0.5
     lines[2]["hash"] = line_hash(lines[2])

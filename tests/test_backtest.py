@@ -16,9 +16,9 @@ from gymnasium import spaces
 
 from envs.portfolio.baselines import BASELINE_NAMES, EqualWeight, MeanVariance, MinVariance
 from envs.portfolio.synthetic import synthetic_prices
-from safe_trpo.audit import AuditLog, read_lines, verify_run
-from safe_trpo.backtest import PolicyStrategy, backtest, run_backtest_command
 from safe_trpo.errors import UserError
+from safe_trpo.finance.backtest import PolicyStrategy, backtest, run_backtest_command
+from safe_trpo.record.audit import AuditLog, read_lines, verify_run
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STOCKS = SHARED_DATA / "stock_prices.csv"
@@ -156,7 +156,8 @@ def test_backtest_command_on_shipped_data(tmp_path, capsys, policy):
 
 
 def install_fake_policy_io(monkeypatch, tickers, n_actions, train=("2010-01-01", "2014-12-31")):
-    """A stand-in for safe_trpo.policy_io: same attributes as TrainedPolicy (scenario, obs_space,
+    """A stand-in for safe_trpo.run.policy_io: same attributes as TrainedPolicy (scenario,
+    obs_space,
     action_space, act, reset); observation size for window 10."""
     obs_dim = 10 * len(tickers) + 2 * len(tickers) + 2
     trained = types.SimpleNamespace(
@@ -170,14 +171,14 @@ def install_fake_policy_io(monkeypatch, tickers, n_actions, train=("2010-01-01",
         action_space=spaces.Box(-5.0, 5.0, shape=(n_actions,), dtype=np.float32))
     controller = FakeController(n_actions)
     trained.act, trained.reset = controller.act, controller.reset
-    module = types.ModuleType("safe_trpo.policy_io")
+    module = types.ModuleType("safe_trpo.run.policy_io")
 
     def load_policy(run_dir):
         trained.run_dir = Path(run_dir)
         return trained
 
     module.load_policy = load_policy
-    monkeypatch.setitem(sys.modules, "safe_trpo.policy_io", module)
+    monkeypatch.setitem(sys.modules, "safe_trpo.run.policy_io", module)
     return controller
 
 
@@ -259,7 +260,7 @@ def test_window_before_training_is_out_of_sample(tmp_path, monkeypatch, capsys, 
 @needs_data
 def test_policy_with_the_wrong_shape_is_refused(tmp_path, monkeypatch):
     install_fake_policy_io(monkeypatch, ["AAPL", "JPM", "XOM"], 4)
-    trained = sys.modules["safe_trpo.policy_io"].load_policy(tmp_path)
+    trained = sys.modules["safe_trpo.run.policy_io"].load_policy(tmp_path)
     (tmp_path / "run").mkdir()
     good = trained.obs_space
     trained.obs_space = spaces.Box(-1.0, 1.0, shape=(99,), dtype=np.float32)

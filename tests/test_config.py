@@ -133,7 +133,7 @@ def test_sections_that_are_not_tables_are_refused(tmp_path: Path, text: str,
 
 
 def test_bad_env_kwargs_and_unsupported_spaces_are_one_line_errors(tmp_path: Path) -> None:
-    from safe_trpo.trainer import start_run
+    from safe_trpo.run.trainer import start_run
 
     bad = GOOD.replace('num_envs = 4', 'num_envs = 4\nkwargs = { g = "heavy" }')
     bad = bad.replace("[run]", f"[run]\nout_dir = {str(tmp_path / 'r')!r}")

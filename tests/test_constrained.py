@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from safe_trpo.audit import read_lines, verify_run
+from safe_trpo.algo.constrained import lagrangian_advantages, update_multipliers
 from safe_trpo.config import load_scenario
-from safe_trpo.constrained import lagrangian_advantages, update_multipliers
-from safe_trpo.trainer import start_run
+from safe_trpo.record.audit import read_lines, verify_run
+from safe_trpo.run.trainer import start_run
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "speed_limit_cpo.toml"
 LIMIT = 10.0
@@ -97,7 +97,7 @@ def test_speed_limit_env_contract() -> None:
 
 
 def test_per_step_margins_by_hand() -> None:
-    from safe_trpo.constrained import per_step_margins
+    from safe_trpo.algo.constrained import per_step_margins
 
     costs = np.array([[[1.0, 0.0], [0.0, 0.0]], [[1.0, 2.0], [0.0, 2.0]]])  # (T=2, N=2, m=2)
     # mean per-step cost (0.5, 1.0) minus limit / horizon (10 / 20, 40 / 20)
@@ -108,8 +108,8 @@ def test_per_step_margins_by_hand() -> None:
 def _cpo_problem(seed: int):
     from gymnasium import spaces
 
-    from safe_trpo.networks import make_policy
-    from safe_trpo.trpo import PolicyBatch
+    from safe_trpo.algo.networks import make_policy
+    from safe_trpo.algo.trpo import PolicyBatch
 
     torch.manual_seed(seed)
     policy = make_policy(spaces.Box(-1, 1, shape=(3,)), spaces.Box(-1, 1, shape=(2,)), [8],
@@ -126,8 +126,8 @@ def _cpo_problem(seed: int):
 
 @pytest.mark.parametrize("margin", [0.05, -0.001, 0.0])
 def test_cpo_line_search_keeps_each_cost_within_its_allowed_change(margin: float) -> None:
-    from safe_trpo.constrained import cpo_step
-    from safe_trpo.trpo import flat_params, surrogate
+    from safe_trpo.algo.constrained import cpo_step
+    from safe_trpo.algo.trpo import flat_params, surrogate
 
     for seed in range(4):
         policy, batch, reward_adv, cost_adv = _cpo_problem(seed)

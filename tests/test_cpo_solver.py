@@ -1,10 +1,10 @@
-"""Exact tests of the CPO step solver `safe_trpo.cpo.solve_step`.
+"""Exact tests of the CPO step solver `safe_trpo.algo.cpo.solve_step`.
 
 References, all independent of the solver's subspace/dual formulation:
 - a direct cvxpy solve of the primal in full dimension with an explicit SPD H, refined by
   Newton's method on its own KKT system (`cpo_reference.py`; a raw interior-point solution is
   only accurate to about the square root of its tolerance, ~1e-5, too coarse for 1e-6);
-- the paper's closed form for m = 1 (`safe_trpo.cpo_closed_form`);
+- the paper's closed form for m = 1 (`safe_trpo.algo.cpo_closed_form`);
 - hand-chosen scalar problems with H = I whose answers are worked out in the comments.
 """
 
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from cpo_reference import min_max, primal
 
-from safe_trpo import cpo
-from safe_trpo.cpo import CpoDualSolver, RecoverySolver, solve_step
-from safe_trpo.cpo_closed_form import closed_form_step
+from safe_trpo.algo import cpo
+from safe_trpo.algo.cpo import CpoDualSolver, RecoverySolver, solve_step
+from safe_trpo.algo.cpo_closed_form import closed_form_step
 
 REL_TOL = 1e-6
 

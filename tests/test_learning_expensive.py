@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safe_trpo.audit import read_lines, verify_run
 from safe_trpo.config import load_scenario
-from safe_trpo.evaluate import evaluate_run
-from safe_trpo.trainer import start_run
+from safe_trpo.record.audit import read_lines, verify_run
+from safe_trpo.run.evaluate import evaluate_run
+from safe_trpo.run.trainer import start_run
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 pytestmark = pytest.mark.expensive

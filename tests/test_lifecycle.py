@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from safe_trpo import learn as learn_module
-from safe_trpo.audit import read_lines, verify_run
+from safe_trpo.algo import learn as learn_module
 from safe_trpo.cli import main
 from safe_trpo.config import load_scenario
-from safe_trpo.trainer import start_run
+from safe_trpo.record.audit import read_lines, verify_run
+from safe_trpo.run.trainer import start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEED = ROOT / "scenarios" / "speed_limit_cpo.toml"
@@ -88,8 +88,8 @@ def test_unreadable_checkpoint_and_missing_folder_give_one_line(
 
 
 def test_foreign_checkpoint_file_is_refused_clearly(tmp_path: Path) -> None:
-    from safe_trpo.checkpoint import read_checkpoint
     from safe_trpo.errors import UserError
+    from safe_trpo.run.checkpoint import read_checkpoint
 
     bad = tmp_path / "x.pt"
     torch.save({"format": 99}, bad)
@@ -125,7 +125,7 @@ def test_non_finite_policy_step_is_reverted_and_recorded(tmp_path: Path,
     # The run went on: later steps were accepted and the final policy is finite.
     later = [ln for ln in lines if ln["type"] == "update" and ln["update"] > 1]
     assert any(ln["accepted"] for ln in later)
-    from safe_trpo.policy_io import load_policy
+    from safe_trpo.run.policy_io import load_policy
 
     final = load_policy(outcome.run_dir).policy
     assert all(torch.isfinite(p).all() for p in final.parameters())
@@ -133,10 +133,10 @@ def test_non_finite_policy_step_is_reverted_and_recorded(tmp_path: Path,
 
 
 def test_changed_scenario_copy_or_data_file_is_refused(tmp_path: Path) -> None:
-    from safe_trpo.audit import AuditLog
     from safe_trpo.config import data_file_hashes, scenario_to_dict
     from safe_trpo.errors import UserError
-    from safe_trpo.run_record import read_run_record
+    from safe_trpo.record.audit import AuditLog
+    from safe_trpo.record.run_record import read_run_record
 
     outcome = start_run(tiny(tmp_path, "algo.total_steps=1600"), progress=False)
     assert verify_run(outcome.run_dir).ok

@@ -282,7 +282,7 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "portfolio_drawdo
                     reason="shared test data folder not found beside the repository")
 def test_scenario_builds_the_env_on_the_shipped_data():
     from safe_trpo.config import load_scenario
-    from safe_trpo.make_env import env_kwargs, make_vector_env
+    from safe_trpo.run.make_env import env_kwargs, make_vector_env
 
     scenario = load_scenario(SCENARIO)
     assert scenario.env.id == "SafeTRPO/Portfolio-v0" and scenario.algo.name == "cpo"

@@ -14,12 +14,12 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 import envs  # noqa: F401  (registers the ids)
 from envs import cstr_env, pressure_env
 from envs.cstr_env import CSTREnv, CSTRVectorEnv
-from envs.evaluation import evaluate_controller
 from envs.pid import cstr_pid, hold_valve, pressure_pid
 from envs.pressure_env import PressureVesselEnv, PressureVesselVectorEnv
 from safe_trpo.config import load_scenario
 from safe_trpo.errors import UserError
-from safe_trpo.evaluate import run_episodes
+from safe_trpo.run.controllers import evaluate_controller
+from safe_trpo.run.evaluate import run_episodes
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -305,8 +305,8 @@ def test_scenarios_name_the_env_and_its_costs(name, env_id, costs):
 def test_cpo_learns_the_scenario_within_budget(tmp_path, name, module, pid):
     # Tier 3 (minutes): train the scenario as shipped, then evaluate the trained policy and the
     # baselines on the same fresh episodes through the same evaluation function.
-    from safe_trpo.policy_io import load_policy
-    from safe_trpo.trainer import start_run
+    from safe_trpo.run.policy_io import load_policy
+    from safe_trpo.run.trainer import start_run
 
     scenario = load_scenario(SCENARIOS / name, [f"run.out_dir={str(tmp_path)!r}"])
     outcome = start_run(scenario, progress=False)

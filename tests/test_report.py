@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safe_trpo.audit import AUDIT_FILE, AuditLog, read_lines, verify_run
 from safe_trpo.errors import UserError
-from safe_trpo.report import (
+from safe_trpo.record.audit import AUDIT_FILE, AuditLog, read_lines, verify_run
+from safe_trpo.report.build import (
     REPORT_FILE,
     UNBOUND_FILE,
     build_report_html,
@@ -24,8 +24,8 @@ from safe_trpo.report import (
     signoff_states,
     write_report,
 )
-from safe_trpo.report_plots import current_updates, envelope, thin_marks
-from safe_trpo.sweep_report import run_result
+from safe_trpo.report.plots import current_updates, envelope, thin_marks
+from safe_trpo.sweep.summary import run_result
 
 LIMITS = {"temperature": 5.0, "pressure": 2.0}
 EVIL = '<script>alert("x")</script> & <b>bold</b>'
@@ -390,7 +390,7 @@ def test_scenario_toml_is_readable() -> None:
 def test_ten_thousand_updates_stay_under_5_mb(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # Size, not speed: skip the 10,000 per-line fsyncs, which only cost time on a busy disk.
-    monkeypatch.setattr("safe_trpo.audit.os.fsync", lambda fd: None)
+    monkeypatch.setattr("safe_trpo.record.audit.os.fsync", lambda fd: None)
     run = make_run(tmp_path / "big", n_updates=10_000, violate=tuple(range(0, 10_000, 7)),
                    fail=tuple(range(3, 10_000, 11)))
     size = write_report(run).stat().st_size
@@ -427,7 +427,7 @@ def test_random_odd_logs_render_escaped(tmp_path: Path) -> None:
 
 
 def test_largest_kl_ratio_is_over_all_updates_not_only_violations() -> None:
-    from safe_trpo.report_plots import line_search_summary, update_table
+    from safe_trpo.report.plots import line_search_summary, update_table
 
     lines = [{"type": "update", "seq": i, "update": i, "kl": kl, "target_kl": 0.01,
               "accepted": True, "backtracks": 0, "constraints": []}
@@ -441,7 +441,7 @@ def test_resolved_scenario_block_is_valid_toml_that_round_trips() -> None:
     import tomllib
 
     from safe_trpo.config import load_scenario, scenario_from_dict, scenario_to_dict
-    from safe_trpo.report import scenario_toml
+    from safe_trpo.report.build import scenario_toml
 
     path = Path(__file__).resolve().parents[1] / "scenarios" / "cstr_runaway.toml"
     resolved = scenario_to_dict(load_scenario(path))

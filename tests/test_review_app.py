@@ -11,9 +11,9 @@ import pytest
 from review_fixtures import append, head, make_malformed, make_run, open_app, texts
 from streamlit.testing.v1 import AppTest
 
-from safe_trpo import audit
-from safe_trpo.audit import AuditLog
-from safe_trpo.review import runs, signoff
+from safe_trpo.record import audit, signoff
+from safe_trpo.record.audit import AuditLog
+from safe_trpo.review import runs
 
 APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
 
@@ -91,7 +91,7 @@ def test_report_download(reports):
     run_dir = make_run(reports, "r1")
     before = (run_dir / "audit.jsonl").read_bytes()
     at = open_app(page="Review", run="r1")
-    can_build = importlib.util.find_spec("safe_trpo.report") is not None
+    can_build = importlib.util.find_spec("safe_trpo.report.build") is not None
     if can_build:
         # Built in memory on request: writing it into the run would change the run.
         assert at.get("download_button") == []

@@ -20,8 +20,8 @@ import pytest
 from cdp import chromium, find_chromium, stop_process, wait_until
 from review_fixtures import head, make_run
 
-from safe_trpo import audit
-from safe_trpo.audit import AuditLog
+from safe_trpo.record import audit
+from safe_trpo.record.audit import AuditLog
 from safe_trpo.review import launch
 
 pytestmark = pytest.mark.browser

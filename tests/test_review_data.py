@@ -20,10 +20,10 @@ from review_fixtures import (
     rewrite_line,
 )
 
-from safe_trpo import audit
-from safe_trpo.audit import AuditLog, verify_run
 from safe_trpo.errors import UserError
-from safe_trpo.review import launch, runs, signoff
+from safe_trpo.record import audit, signoff
+from safe_trpo.record.audit import AuditLog, verify_run
+from safe_trpo.review import launch, runs
 
 
 def _sign(run_dir: Path, decision: str = "approve", reviewer: str = "Ada", comment: str = "ok",
@@ -445,12 +445,12 @@ def test_results_tables(tmp_path):
 
 
 def test_backtest_fixture_matches_the_real_writer():
-    """The fixture's line has the keys ``safe_trpo.backtest`` records (else the test above
+    """The fixture's line has the keys ``safe_trpo.finance.backtest`` records (else the test above
     would check a shape no run has)."""
     from review_fixtures import backtest_fields
 
     from envs.portfolio.baselines import BASELINE_NAMES
-    from safe_trpo import backtest
+    from safe_trpo.finance import backtest
 
     assert BACKTEST_BASELINES == BASELINE_NAMES
     source = Path(backtest.__file__).read_text()

@@ -9,9 +9,9 @@ import pytest
 from review_fixtures import head, make_run, open_app, texts
 from streamlit.testing.v1 import AppTest
 
-from safe_trpo import audit
+from safe_trpo.record import audit
 from safe_trpo.review import runs
-from safe_trpo.sweep_report import FORMAT, summary_table
+from safe_trpo.sweep.summary import FORMAT, summary_table
 
 APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-import safe_trpo.sweep as sweep
+import safe_trpo.sweep.runner as sweep
 from envs.speed_limit import SpeedLimitEnv
-from safe_trpo.audit import AuditLog, read_lines, verify_run
 from safe_trpo.config import data_file_hashes, load_scenario
 from safe_trpo.errors import UserError
-from safe_trpo.sweep import Job, parse_seeds, parse_sets, plan_sweep, run_sweep, split_values
-from safe_trpo.sweep_report import (
+from safe_trpo.record.audit import AuditLog, read_lines, verify_run
+from safe_trpo.sweep.plan import Job, parse_seeds, parse_sets, plan_sweep, split_values
+from safe_trpo.sweep.runner import run_sweep
+from safe_trpo.sweep.summary import (
     FINAL_WINDOW,
     config_summary,
     find_done_run,

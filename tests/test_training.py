@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from safe_trpo.audit import WALL_CLOCK_FIELDS, read_lines, verify_run
 from safe_trpo.config import load_scenario
 from safe_trpo.errors import UserError
-from safe_trpo.trainer import resume_run, start_run
+from safe_trpo.record.audit import WALL_CLOCK_FIELDS, read_lines, verify_run
+from safe_trpo.run.trainer import resume_run, start_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

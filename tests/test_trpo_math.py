@@ -8,9 +8,9 @@ import torch
 from gymnasium import spaces
 from torch.func import functional_call
 
-from safe_trpo.networks import make_policy
-from safe_trpo.rollout import gae
-from safe_trpo.trpo import (
+from safe_trpo.algo.networks import make_policy
+from safe_trpo.algo.rollout import gae
+from safe_trpo.algo.trpo import (
     PolicyBatch,
     cg_solve,
     conjugate_gradient,
@@ -214,7 +214,7 @@ def test_set_flat_params_round_trip() -> None:
 
 
 def test_normaliser_update_preserves_the_policy_and_critic_functions() -> None:
-    from safe_trpo.networks import ObsNormalizer, ValueNet, first_linear
+    from safe_trpo.algo.networks import ObsNormalizer, ValueNet, first_linear
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -250,7 +250,7 @@ def test_fast_sampling_log_prob_equals_the_distribution(discrete: bool) -> None:
 
 
 def test_numpy_tanh_agrees_with_torch_tanh_to_one_ulp() -> None:
-    from safe_trpo.networks import Tanh, tanh_
+    from safe_trpo.algo.networks import Tanh, tanh_
 
     x = np.concatenate([np.linspace(-20, 20, 400_001, dtype=np.float32),
                         np.logspace(-30, 1, 10_000, dtype=np.float32)])
@@ -265,7 +265,7 @@ def test_numpy_tanh_agrees_with_torch_tanh_to_one_ulp() -> None:
 def test_tanh_module_first_and_second_derivatives_are_tanh_s() -> None:
     from torch.autograd import gradcheck, gradgradcheck
 
-    from safe_trpo.networks import Tanh
+    from safe_trpo.algo.networks import Tanh
 
     gen = torch.Generator().manual_seed(0)
     x = (2 * torch.randn(6, 5, generator=gen, dtype=torch.float64)).requires_grad_()
@@ -281,7 +281,7 @@ def test_tanh_module_first_and_second_derivatives_are_tanh_s() -> None:
 
 
 def _critic(activation: str, seed: int):
-    from safe_trpo.networks import ValueNet
+    from safe_trpo.algo.networks import ValueNet
 
     torch.manual_seed(seed)
     critic = ValueNet(3, [16, 8], activation)
@@ -294,7 +294,7 @@ def _critic(activation: str, seed: int):
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("rows", [128, 100, 1])
 def test_hand_written_critic_gradient_equals_autograd(activation: str, rows: int) -> None:
-    from safe_trpo.fast_critic import SquaredErrorGrads
+    from safe_trpo.algo.critics import SquaredErrorGrads
 
     critic = _critic(activation, seed=rows)
     gen = torch.Generator().manual_seed(1)
@@ -313,7 +313,7 @@ def test_hand_written_critic_gradient_equals_autograd(activation: str, rows: int
 def test_hand_written_critic_gradient_equals_autograd_with_torch_tanh() -> None:
     # Against the textbook network (torch's own nn.Tanh): the only difference is numpy's tanh,
     # 1 ulp at most, so the gradients agree to float32 rounding.
-    from safe_trpo.fast_critic import SquaredErrorGrads
+    from safe_trpo.algo.critics import SquaredErrorGrads
 
     critic = _critic("tanh", seed=3)
     reference = torch.nn.Sequential(*[torch.nn.Tanh() if isinstance(m, torch.nn.Tanh) else m
@@ -329,7 +329,7 @@ def test_hand_written_critic_gradient_equals_autograd_with_torch_tanh() -> None:
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_adam_stepper_is_bit_for_bit_the_optimiser_step(fused: bool) -> None:
-    from safe_trpo.fast_critic import AdamStepper
+    from safe_trpo.algo.critics import AdamStepper
 
     ours, reference = _critic("tanh", seed=0), _critic("tanh", seed=0)
     opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-3, fused=fused)
@@ -351,7 +351,7 @@ def test_adam_stepper_is_bit_for_bit_the_optimiser_step(fused: bool) -> None:
 def test_fit_critics_equals_the_autograd_training_loop() -> None:
     from types import SimpleNamespace
 
-    from safe_trpo.learn import fit_critics
+    from safe_trpo.algo.learn import fit_critics
 
     def make_state():
         critics = torch.nn.ModuleList([_critic("tanh", seed=7), _critic("tanh", seed=8)])
@@ -384,7 +384,7 @@ def test_fit_critics_leaves_an_optimiser_usable_outside_inference_mode() -> None
     # and must stay an ordinary tensor that a later step anywhere may update in place.
     from types import SimpleNamespace
 
-    from safe_trpo.learn import fit_critics
+    from safe_trpo.algo.learn import fit_critics
 
     critics = torch.nn.ModuleList([_critic("tanh", seed=1)])
     optim = torch.optim.Adam(critics.parameters(), lr=1e-3, fused=True)
@@ -400,7 +400,7 @@ def test_fit_critics_leaves_an_optimiser_usable_outside_inference_mode() -> None
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_mlp_function_matches_the_module(activation: str) -> None:
-    from safe_trpo.networks import mlp_function
+    from safe_trpo.algo.networks import mlp_function
 
     net = _critic(activation, seed=4).net
     x = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
@@ -471,8 +471,8 @@ def test_trial_distribution_is_recomputed_when_the_parameters_change() -> None:
 def test_collect_buffers_are_consistent_with_the_env_and_the_policy() -> None:
     import gymnasium as gym
 
-    from safe_trpo.networks import ObsNormalizer
-    from safe_trpo.rollout import RolloutCollector
+    from safe_trpo.algo.networks import ObsNormalizer
+    from safe_trpo.algo.rollout import RolloutCollector
 
     envs = gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})

@@ -26,7 +26,8 @@ import pandas as pd
 import streamlit as st
 
 from safe_trpo.errors import UserError
-from safe_trpo.review import runs, signoff
+from safe_trpo.record import signoff
+from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, UPDATE_AXIS, chart
 from safe_trpo.review.frames import md
 from safe_trpo.review.review_page import review_page

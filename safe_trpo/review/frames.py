@@ -1,16 +1,13 @@
 """DataFrame builders for the review app: audit lines into tables (updates, constraints, results,
-events), the list-of-runs table, chart thinning, and the text helpers ``num`` and ``md``."""
+events), chart thinning, and the text helpers ``num`` and ``md``."""
 
 from __future__ import annotations
 
 import math
 import string
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
-
-if TYPE_CHECKING:  # only for annotations: runs imports this module
-    from safe_trpo.review.runs import RunSummary
 
 
 def num(value: Any) -> float | None:
@@ -38,21 +35,6 @@ def md(text: Any) -> str:
 def _constraints(line: dict[str, Any]) -> list[dict[str, Any]]:
     value = line.get("constraints")
     return [c for c in value if isinstance(c, dict)] if isinstance(value, list) else []
-
-
-def summaries_frame(summaries: list[RunSummary]) -> pd.DataFrame:
-    """The list of runs as a table, one row per run, columns as the app shows them."""
-    rows = [{
-        "run": s.run_id, "scenario": s.env_id, "algorithm": s.algo, "status": s.status,
-        "integrity": s.integrity,
-        "worst margin, last update": s.worst_margin_last,
-        "updates violating": s.updates_violating, "updates": s.updates,
-        "sign-off": s.signoff, "started": s.started, "problem": s.problem,
-    } for s in summaries]
-    columns = ["run", "scenario", "algorithm", "status", "integrity",
-               "worst margin, last update", "updates violating", "updates", "sign-off",
-               "started", "problem"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 def filter_frame(frame: pd.DataFrame, query: str) -> pd.DataFrame:

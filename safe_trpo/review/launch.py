@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from safe_trpo.errors import UserError
-from safe_trpo.review import runs, signoff
+from safe_trpo.record import signoff
+from safe_trpo.review import runs
 
 APP = Path(__file__).resolve().with_name("app.py")
 

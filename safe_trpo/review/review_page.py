@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from safe_trpo.errors import UserError
-from safe_trpo.review import runs, signoff
+from safe_trpo.record import signoff
+from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, RED, UPDATE_AXIS, chart, flagged_chart, line
 from safe_trpo.review.frames import md
 
@@ -98,7 +99,7 @@ def report_download(detail: runs.RunDetail) -> None:
         st.warning("The report.html in this run folder is not bound into its audit chain (or "
                    "changed since it was): it is not offered. Build one from the record below.")
     try:
-        from safe_trpo.report import build_report_html
+        from safe_trpo.report.build import build_report_html
     except ImportError:
         st.caption("No report.html in this run folder (make one with `safe-trpo report`).")
         return

@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safe_trpo.audit import AUDIT_FILE, RunVerdict
+import pandas as pd
+
 from safe_trpo.errors import UserError
-from safe_trpo.report_plots import current_updates
+from safe_trpo.record.audit import AUDIT_FILE, RunVerdict
+from safe_trpo.record.signoff import overall_state, signoff_states, verify_contained
+from safe_trpo.report.plots import current_updates
 
 # The table builders and text helpers moved to frames.py; re-exported here so ``runs.<name>``
 # (the app, the tests, the benchmark) keeps working unchanged.
@@ -36,11 +39,9 @@ from safe_trpo.review.frames import (  # noqa: F401
     filter_frame,
     md,
     num,
-    summaries_frame,
     thin,
     updates_frame,
 )
-from safe_trpo.review.signoff import overall_state, signoff_states, verify_contained
 
 # How the list colours each integrity verdict; only "intact" means the record can be trusted.
 INTEGRITY_LEVELS = {
@@ -136,6 +137,22 @@ class RunSummary:
     head_hash: str | None
     started: str
     problem: str
+
+
+def summaries_frame(summaries: list[RunSummary]) -> pd.DataFrame:
+    """The list of runs as a table, one row per run, columns as the app shows them."""
+    rows = [{
+        "run": s.run_id, "scenario": s.env_id, "algorithm": s.algo, "status": s.status,
+        "integrity": s.integrity,
+        "worst margin, last update": s.worst_margin_last,
+        "updates violating": s.updates_violating, "updates": s.updates,
+        "sign-off": s.signoff, "started": s.started, "problem": s.problem,
+    } for s in summaries]
+    columns = ["run", "scenario", "algorithm", "status", "integrity",
+               "worst margin, last update", "updates violating", "updates", "sign-off",
+               "started", "problem"]
+    return pd.DataFrame(rows, columns=columns)
+
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import streamlit as st
 
 from safe_trpo.errors import UserError
 from safe_trpo.review.frames import md
-from safe_trpo.sweep_report import (
+from safe_trpo.sweep.summary import (
     HTML_FILE,
     find_sweeps,
     fmt,

@@ -7,7 +7,7 @@ units, the same units as the cost surrogate: c_i = mean per-step cost of the bat
 limit_i / horizon, where horizon is the mean episode length. (The episode cost J_Ci changes by
 about horizon * b_i^T x for a step x, so b_i^T x + c_i <= 0 keeps the projected episode cost
 under limit_i.) The m+1 CG solves reduce the problem to q, r, S, which
-``safe_trpo.cpo.solve_step`` solves exactly; the line search then accepts a trial only if its
+``safe_trpo.algo.cpo.solve_step`` solves exactly; the line search then accepts a trial only if its
 measured KL is <= delta, each cost surrogate rises by at most max(-c_i, 0), and, unless the step
 is a recovery step, the reward surrogate improves.
 
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from safe_trpo.cpo import CpoStep, solve_step
-from safe_trpo.networks import Policy
-from safe_trpo.trpo import (
+from safe_trpo.algo.cpo import CpoStep, solve_step
+from safe_trpo.algo.networks import Policy
+from safe_trpo.algo.trpo import (
     LineSearchResult,
     PolicyBatch,
     conjugate_gradient,

@@ -22,15 +22,16 @@ import torch
 from tqdm import tqdm
 
 from safe_trpo import __version__
-from safe_trpo.audit import AuditLog, file_sha256
-from safe_trpo.checkpoint import TrainState, load_state, new_state, save_checkpoint
+from safe_trpo.algo.learn import learn
+from safe_trpo.algo.networks import first_linear
+from safe_trpo.algo.rollout import NonFiniteError, RolloutCollector
+from safe_trpo.algo.state import TrainState
 from safe_trpo.config import Scenario, data_file_hashes, scenario_to_dict
 from safe_trpo.errors import UserError
-from safe_trpo.learn import learn
-from safe_trpo.make_env import make_vector_env
-from safe_trpo.networks import first_linear
-from safe_trpo.rollout import NonFiniteError, RolloutCollector
-from safe_trpo.run_record import read_run_record
+from safe_trpo.record.audit import AuditLog, file_sha256
+from safe_trpo.record.run_record import read_run_record
+from safe_trpo.run.checkpoint import load_state, new_state, save_checkpoint
+from safe_trpo.run.make_env import make_vector_env
 
 # Resumed runs re-seed their environments (env states are not checkpointable in general);
 # this offset keeps those seeds away from the ones the run started with.

@@ -9,10 +9,10 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
-from safe_trpo.audit import AuditLog
+from safe_trpo.algo.rollout import check_finite, read_costs
 from safe_trpo.config import Scenario
-from safe_trpo.make_env import make_vector_env
-from safe_trpo.rollout import check_finite, read_costs
+from safe_trpo.record.audit import AuditLog
+from safe_trpo.run.make_env import make_vector_env
 
 
 class Controller(Protocol):
@@ -94,7 +94,7 @@ def summarise(scenario: Scenario, result: Episodes) -> dict[str, Any]:
 def evaluate_run(run_dir: Path, episodes: int | None = None, seed: int | None = None
                  ) -> dict[str, Any]:
     """Evaluate a run's latest policy deterministically and append an ``evaluation`` line."""
-    from safe_trpo.policy_io import load_policy
+    from safe_trpo.run.policy_io import load_policy
 
     policy = load_policy(run_dir)
     scenario = policy.scenario

@@ -29,7 +29,7 @@ import functools
 import torch
 from torch import nn
 
-from safe_trpo.networks import ValueNet, input_major, tanh_
+from safe_trpo.algo.networks import ValueNet, input_major, tanh_
 
 _aten = torch.ops.aten
 

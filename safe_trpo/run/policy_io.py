@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from safe_trpo.checkpoint import read_checkpoint, spaces_from_spec
+from safe_trpo.algo.networks import ObsNormalizer, clip_action, make_policy
 from safe_trpo.config import Scenario
 from safe_trpo.errors import UserError
-from safe_trpo.networks import ObsNormalizer, clip_action, make_policy
-from safe_trpo.run_record import read_run_record
+from safe_trpo.record.run_record import read_run_record
+from safe_trpo.run.checkpoint import read_checkpoint, spaces_from_spec
 
 
 class TrainedPolicy:

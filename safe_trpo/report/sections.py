@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from safe_trpo.audit import file_sha256
-from safe_trpo.report_html import Html, badge, capped, esc, kv_table, mono, table, text
-from safe_trpo.report_plots import (
+from safe_trpo.record.audit import file_sha256
+from safe_trpo.record.signoff import overall_state, signoff_states
+from safe_trpo.report.facts import RunFacts
+from safe_trpo.report.html import Html, badge, capped, esc, kv_table, mono, table, text
+from safe_trpo.report.plots import (
     constraint_rows,
     constraint_summary,
     cpo_summary,
@@ -26,10 +28,6 @@ from safe_trpo.report_plots import (
     training_plots,
     violated,
 )
-from safe_trpo.review.signoff import overall_state, signoff_states
-
-if TYPE_CHECKING:  # only for annotations: report.py imports this module
-    from safe_trpo.report import RunFacts
 
 CAP_RESULTS = 5  # latest evaluation / backtest lines shown
 

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safe_trpo.errors import UserError
-from safe_trpo.sweep_report import ATTEMPTS_FILE, read_attempts, run_folders
+from safe_trpo.sweep.summary import ATTEMPTS_FILE, read_attempts, run_folders
 
 if TYPE_CHECKING:  # only for annotations: sweep.py imports this module
-    from safe_trpo.sweep import Job
+    from safe_trpo.sweep.plan import Job
 
     Notify = Callable[[Job, dict[str, Any]], None]
 
@@ -73,7 +73,7 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def _train(job: Job) -> dict[str, Any]:
     from safe_trpo.config import load_scenario
-    from safe_trpo.trainer import start_run
+    from safe_trpo.run.trainer import start_run
 
     # json.dumps gives a TOML basic string with any quote or backslash in the path escaped.
     overrides = [*job.overrides, f"run.seed={job.seed}", f"run.out_dir={json.dumps(job.job_dir)}"]
@@ -82,7 +82,7 @@ def _train(job: Job) -> dict[str, Any]:
               "run_dir": str(outcome.run_dir)}
     if outcome.status == "completed" and job.make_report:
         try:
-            from safe_trpo.report import write_report
+            from safe_trpo.report.build import write_report
 
             write_report(outcome.run_dir)
         except Exception as exc:  # the run stands without its report; the summary links the folder

@@ -1,10 +1,10 @@
 """Run a controller (a trained policy or a baseline) on a vector env and report what a process
 engineer asks: how well it tracked, what it cost, how often it broke a limit.
 
-A thin summary over :func:`safe_trpo.evaluate.run_episodes` (the one episode loop: per-copy
+A thin summary over :func:`safe_trpo.run.evaluate.run_episodes` (the one episode loop: per-copy
 quotas of whole episodes, costs read from ``final_info`` for finished copies). A controller is
 anything with ``act(obs (N, obs_dim)) -> actions (N, act_dim)`` and ``reset(mask=None)`` (the
-project's :class:`~safe_trpo.evaluate.Controller` protocol). The env is any Gymnasium vector
+project's :class:`~safe_trpo.run.evaluate.Controller` protocol). The env is any Gymnasium vector
 env with SAME_STEP autoreset whose info carries ``tracking_error`` and ``cost_<name>`` per step
 (both process envs here do).
 """
@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from safe_trpo.evaluate import Controller, Episodes, run_episodes
+from safe_trpo.run.evaluate import Controller, Episodes, run_episodes
 
 __all__ = ["Controller", "evaluate_controller"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safe_trpo.audit import verify_run
 from safe_trpo.config import Scenario, data_file_hashes, scenario_from_dict
 from safe_trpo.errors import UserError
+from safe_trpo.record.audit import verify_run
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 import tomllib
 
-from safe_trpo.audit import AUDIT_FILE, AuditLog, RunVerdict, file_sha256, verify_chain_bytes
 from safe_trpo.errors import UserError
+from safe_trpo.record.audit import AUDIT_FILE, AuditLog, RunVerdict, file_sha256, verify_chain_bytes
 
 DECISIONS = ("approve", "reject", "needs_changes")
 DECISION_LABELS = {"approve": "approve", "reject": "reject", "needs_changes": "needs changes"}

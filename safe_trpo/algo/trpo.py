@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from safe_trpo.networks import Policy
+from safe_trpo.algo.networks import Policy
 
 
 class PolicyBatch:

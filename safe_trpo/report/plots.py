@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from safe_trpo.report_figures import FAIL_COLOR, Line, Marks, PlotSpec
-from safe_trpo.report_figures import MAX_POINTS as MAX_POINTS
-from safe_trpo.report_figures import envelope as envelope
-from safe_trpo.report_figures import render_png as render_png
-from safe_trpo.report_figures import thin_marks as thin_marks
+from safe_trpo.report.figures import FAIL_COLOR, Line, Marks, PlotSpec
+from safe_trpo.report.figures import MAX_POINTS as MAX_POINTS
+from safe_trpo.report.figures import envelope as envelope
+from safe_trpo.report.figures import render_png as render_png
+from safe_trpo.report.figures import thin_marks as thin_marks
 
 
 def num(value: Any) -> float:

@@ -6,10 +6,10 @@ theorem solves
 
     minimise_x  g_P^T x   s.t.   b^T x + c <= 0,   x^T H x <= delta_P
 
-whereas `safe_trpo.cpo` maximises g^T x with 1/2 x^T H x <= delta (g the reward gradient). The
+whereas `safe_trpo.algo.cpo` maximises g^T x with 1/2 x^T H x <= delta (g the reward gradient). The
 translation is g_P = -g, hence r_P = g_P^T H^-1 b = -r, and delta_P = 2 delta; q, s, c, lambda
 and nu are the same, and the theorem's x* = -(1/lam) H^-1 (g_P + nu b) = (1/lam) H^-1 (g - nu b),
-i.e. alpha = 1/lam and beta = -nu/lam, as in `safe_trpo.cpo`.
+i.e. alpha = 1/lam and beta = -nu/lam, as in `safe_trpo.algo.cpo`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _intervals(c: float, r_p: float) -> tuple[tuple[float, float] | None, ...]:
 def closed_form_step(q: float, r: float, s: float, c: float, delta: float) -> ClosedFormStep:
     """Theorem 2 for q = g^T H^-1 g, r = b^T H^-1 g, s = b^T H^-1 b > 0, c = J_C - d, delta.
 
-    Arguments use `safe_trpo.cpo`'s convention (g the reward gradient, 1/2 x^T H x <= delta);
+    Arguments use `safe_trpo.algo.cpo`'s convention (g the reward gradient, 1/2 x^T H x <= delta);
     they are translated to the paper's on the first line.
     """
     r_p, delta_p = -r, 2.0 * delta

@@ -21,7 +21,7 @@ Sign convention (stated here once; every other module follows it):
 
   The paper's Theorem 2 states the same problem as "minimise g_P^T x s.t. x^T H x <= delta_P";
   its quantities are g_P = -g, r_P = -r, delta_P = 2 delta, and its lambda, nu equal ours
-  (`safe_trpo.cpo_closed_form` implements the theorem in the paper's own notation).
+  (`safe_trpo.algo.cpo_closed_form` implements the theorem in the paper's own notation).
 
 The dual is solved in normalised units, which makes every number the solver sees O(1) whatever
 the scale of rewards, costs and parameters: g/sqrt(q) and b_i/sqrt(S_ii) have unit H^-1-norm,
@@ -38,7 +38,7 @@ constraint is violated now, the recovery problem below is solved, and its value 
 feasibility before the dual is touched (an infeasible primal makes the dual unbounded); then the
 dual over the constraints that can bind (c_hat_i > -1). Interior-point answers are accurate only
 to about the square root of the tolerance, so both are polished to exact KKT points from the
-binding set the solver found (`safe_trpo.cpo_polish`; ``CpoStep.polished``).
+binding set the solver found (`safe_trpo.algo.cpo_polish`; ``CpoStep.polished``).
 
 Cases (``CpoStep.case``):
 
@@ -75,13 +75,13 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 
-from safe_trpo.cpo_polish import polish_dual, polish_recovery
+from safe_trpo.algo.cpo_polish import polish_dual, polish_recovery
 
 # A cost gradient counts as zero when the trust region can move that linearised cost by at most
 # this fraction of its margin: normalising by such a gradient would point the step along CG noise.
 GRAD_TOL = 1e-10
 # Clarabel's defaults, pinned. The answers are polished to exact KKT points afterwards
-# (safe_trpo.cpo_polish), so tighter tolerances would only cost "optimal_inaccurate" statuses.
+# (safe_trpo.algo.cpo_polish), so tighter tolerances would only cost "optimal_inaccurate" statuses.
 SOLVER_OPTIONS = {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8}
 # Without a polish the solver's point is used if its normalised KKT error is below this.
 RAW_TOL = 1e-3
@@ -104,7 +104,7 @@ class CpoStep:
     predicted_cost_change: np.ndarray  # (m,) b_i^T x
     predicted_kl: float  # 1/2 x^T H x <= delta (= delta when the trust region binds)
     unfixable: tuple[int, ...] = ()  # violated constraints with a zero gradient
-    polished: bool = False  # refined to an exact KKT point (safe_trpo.cpo_polish)
+    polished: bool = False  # refined to an exact KKT point (safe_trpo.algo.cpo_polish)
 
     def audit_fields(self) -> dict:
         """The ``cpo`` object of an audit ``update`` line (JSON-safe: NaN becomes None)."""

@@ -9,7 +9,6 @@ dicts, so loading never unpickles code.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,28 +17,13 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from safe_trpo.algo.networks import ObsNormalizer, ValueNet, make_policy
+from safe_trpo.algo.state import TrainState
 from safe_trpo.config import Scenario
 from safe_trpo.errors import UserError
-from safe_trpo.networks import ObsNormalizer, Policy, ValueNet, make_policy
 
 CHECKPOINT_DIR = "checkpoints"
 FORMAT = 1
-
-
-@dataclass
-class TrainState:
-    """Everything that changes while a run trains."""
-
-    policy: Policy
-    critics: nn.ModuleList  # [reward critic, cost critic per constraint]
-    critic_optim: torch.optim.Optimizer
-    normalizer: ObsNormalizer
-    nu: np.ndarray  # one multiplier per constraint (trpo-lag) / last CPO dual (cpo)
-    rng: np.random.Generator  # critic minibatch shuffling
-    update: int = 0  # index of the next update
-    env_steps: int = 0
-    horizon: float | None = None  # mean episode length seen most recently
-    space_spec: dict[str, Any] = field(default_factory=dict)
 
 
 def space_spec(obs_space: spaces.Space, action_space: spaces.Space) -> dict[str, Any]:

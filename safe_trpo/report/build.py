@@ -15,23 +15,26 @@ describes; ``write_report`` then binds the file into the chain with a ``file`` l
 (see ``binding``) the page goes to ``report.unbound.html`` instead, so a bound ``report.html``
 is never replaced by a file the chain does not know.
 
-This module holds the run facts, the header and the page; the body sections are in
-``report_sections`` (``scenario_toml`` and ``metrics_table`` are re-exported from here).
+This module holds the header and the page; the run facts are in ``facts`` and the body
+sections in ``sections`` (``scenario_toml`` and ``metrics_table`` are re-exported from here).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from safe_trpo import __version__
-from safe_trpo.audit import AuditLog, RunVerdict, read_lines, verify_run
-from safe_trpo.report_html import CSS, Html, atomic_write, badge, esc, kv_table, text
-from safe_trpo.report_plots import UpdateTable, num, update_table
-from safe_trpo.report_sections import CAP_RESULTS as CAP_RESULTS
-from safe_trpo.report_sections import (
+from safe_trpo.record.audit import AuditLog, read_lines, verify_run
+
+# One staleness rule for the review app and the report, kept with the sign-off writer; re-exported
+# here so callers of the report can use it too.
+from safe_trpo.record.signoff import signoff_states as signoff_states
+from safe_trpo.report.facts import RunFacts, _verdict_level, binding, run_status
+from safe_trpo.report.html import CSS, Html, atomic_write, badge, esc, kv_table
+from safe_trpo.report.plots import update_table
+from safe_trpo.report.sections import CAP_RESULTS as CAP_RESULTS
+from safe_trpo.report.sections import (
     _exceptions_section,
     _files_section,
     _glance,
@@ -40,82 +43,11 @@ from safe_trpo.report_sections import (
     _signoff_section,
     _training_section,
 )
-from safe_trpo.report_sections import metrics_table as metrics_table
-from safe_trpo.report_sections import scenario_toml as scenario_toml
-
-# One staleness rule for the review app and the report, kept with the sign-off writer; re-exported
-# here so callers of the report can use it too.
-from safe_trpo.review.signoff import signoff_states as signoff_states
+from safe_trpo.report.sections import metrics_table as metrics_table
+from safe_trpo.report.sections import scenario_toml as scenario_toml
 
 REPORT_FILE = "report.html"
 UNBOUND_FILE = "report.unbound.html"  # where a report goes when it may not be bound (binding)
-
-
-# --------------------------------------------------------------------------- run facts
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What the sections share: the folder, its verdict and its lines (as parsed, in order)."""
-
-    run_dir: Path
-    verdict: RunVerdict
-    lines: list[dict[str, Any]]
-    updates: UpdateTable  # the update lines as columns, built once
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        return [ln for ln in self.lines if ln.get("type") == kind]
-
-    @property
-    def start(self) -> dict[str, Any]:
-        found = self.of_type("run_started")
-        return found[0] if found else {}
-
-    def section(self, name: str) -> dict[str, Any]:
-        scenario = self.start.get("scenario")
-        value = scenario.get(name) if isinstance(scenario, dict) else None
-        return value if isinstance(value, dict) else {}
-
-    def lifecycle(self) -> dict[str, Any] | None:
-        """The last run_started / resumed / run_finished line: where the run stands."""
-        found = [ln for ln in self.lines
-                 if ln.get("type") in ("run_started", "resumed", "run_finished")]
-        return found[-1] if found else None
-
-
-def run_status(f: RunFacts) -> tuple[str, str]:
-    """(status text, badge level)."""
-    last = f.lifecycle()
-    if last is None:
-        return "no run_started line", "muted"
-    bad = f.verdict.chain.first_bad_seq
-    if bad is not None and f.verdict.chain.status == "tampered" and num(last.get("seq")) >= bad:
-        return f"{text(last.get('status') or last.get('type'))} (from an unverified line)", "bad"
-    if last.get("type") == "run_finished":
-        status = text(last.get("status"))
-        reason = f" ({text(last.get('reason'))})" if last.get("reason") else ""
-        return status + reason, "ok" if status == "completed" else "warn"
-    if f.verdict.chain.status == "interrupted":
-        return "interrupted (log cut off mid-line, no run_finished line)", "warn"
-    return "not finished (no run_finished line: still running, or stopped unrecorded)", "warn"
-
-
-def binding(f: RunFacts) -> str | None:
-    """Why this report must not be appended to the chain, or None if it may be."""
-    if not f.verdict.chain.ok:
-        return f"the chain is {f.verdict.chain.status}"
-    last = f.lifecycle()
-    if last is None or last.get("type") != "run_finished":
-        # The trainer may still hold the log open: a second writer would fork the chain.
-        return "the run has no run_finished line (it may still be writing its log)"
-    return None
-
-
-def _verdict_level(v: RunVerdict) -> str:
-    if v.ok:
-        return "ok"
-    if v.chain.status == "interrupted" and not v.file_problems:
-        return "warn"
-    return "muted" if v.chain.status == "empty" else "bad"
 
 
 # --------------------------------------------------------------------------- page

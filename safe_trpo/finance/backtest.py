@@ -27,9 +27,9 @@ from envs.portfolio import accounting as acc
 from envs.portfolio.baselines import BASELINE_NAMES, Decision, make_baseline
 from envs.portfolio.env import COST_NAMES, ENV_NAME, PortfolioConfig, PortfolioEnv, make_config
 from envs.portfolio.prices import load_prices
-from safe_trpo.audit import AuditLog, file_sha256, to_jsonable
 from safe_trpo.errors import UserError
-from safe_trpo.make_env import env_kwargs as scenario_env_kwargs
+from safe_trpo.record.audit import AuditLog, file_sha256, to_jsonable
+from safe_trpo.run.make_env import env_kwargs as scenario_env_kwargs
 
 BASELINE_HISTORY = 61  # closes the optimising baselines need before the first day (60 returns)
 # Scenario env kwargs that describe the training data, replaced by the backtest's own.
@@ -182,7 +182,7 @@ def _audit(run_dir: Path, report: dict[str, Any], json_out: Path | None) -> None
 
 def _load_trained(run_dir: Path) -> Any:
     # Imported here: policy_io pulls in torch, which a baseline-only backtest does not need.
-    from safe_trpo.policy_io import load_policy
+    from safe_trpo.run.policy_io import load_policy
 
     trained = load_policy(run_dir)
     env_id = trained.scenario.env.id

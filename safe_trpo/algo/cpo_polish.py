@@ -1,4 +1,4 @@
-"""Exact refinement ("polish") of the CPO solver's answers, in `safe_trpo.cpo`'s normalised units.
+"""Exact refinement ("polish") of the CPO solver's answers, in `algo.cpo`'s normalised units.
 
 An interior-point solution is accurate to about the square root of the solver tolerance (~1e-4
 at Clarabel's default 1e-8): both problems are flat at their optimum, so a small error in the

@@ -21,20 +21,20 @@ from __future__ import annotations
 import html
 import json
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
 
-from safe_trpo.audit import AUDIT_FILE, read_lines, verify_run
 from safe_trpo.errors import UserError
-from safe_trpo.report_html import atomic_write
-from safe_trpo.report_plots import current_updates
+from safe_trpo.record.audit import AUDIT_FILE, read_lines, verify_run
+from safe_trpo.report.html import atomic_write
+from safe_trpo.report.plots import current_updates
+from safe_trpo.sweep.plan import DataFiles, data_files_key
 
 if TYPE_CHECKING:
-    from safe_trpo.sweep import Job, SweepPlan
+    from safe_trpo.sweep.plan import Job, SweepPlan
 
 FINAL_WINDOW = 5  # update rows averaged into a run's final return and final costs
 SUMMARY_FILE = "sweep.json"
@@ -48,16 +48,6 @@ def run_folders(job_dir: Path) -> list[Path]:
     if not job_dir.is_dir():
         return []
     return sorted(p for p in job_dir.iterdir() if p.is_dir() and (p / AUDIT_FILE).is_file())
-
-
-DataFiles = tuple[tuple[str, str, str], ...]
-
-
-def data_files_key(files: Iterable[Any] | None) -> DataFiles:
-    """A comparable form of a ``data_files`` list ({name, path, sha256} dicts, as recorded in
-    ``run_started`` and returned by ``config.data_file_hashes``): sorted (name, path, sha256)."""
-    return tuple(sorted((str(d.get("name")), str(d.get("path")), str(d.get("sha256")))
-                        for d in files or () if isinstance(d, dict)))
 
 
 def run_is_done(run_dir: Path, data_files: DataFiles | None = None) -> bool:
@@ -218,7 +208,7 @@ def build_summary(plan: SweepPlan, backend: str, skipped: int, ran: int) -> dict
     """The whole ``sweep.json`` document for ``plan``, read from the run folders now."""
     import time
 
-    from safe_trpo.audit import file_sha256
+    from safe_trpo.record.audit import file_sha256
 
     configs: dict[str, tuple[Job, list[dict[str, Any]]]] = {}
     for job in plan.jobs:

@@ -11,23 +11,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from safe_trpo.checkpoint import TrainState
-from safe_trpo.config import Scenario
-from safe_trpo.constrained import (
+from safe_trpo.algo.constrained import (
     cpo_step,
     lagrangian_advantages,
     per_step_margins,
     update_multipliers,
 )
-from safe_trpo.fast_critic import AdamStepper, SquaredErrorGrads
-from safe_trpo.rollout import Rollout, gae
-from safe_trpo.trpo import (
+from safe_trpo.algo.critics import AdamStepper, SquaredErrorGrads
+from safe_trpo.algo.rollout import Rollout, gae
+from safe_trpo.algo.state import TrainState
+from safe_trpo.algo.trpo import (
     LineSearchResult,
     PolicyBatch,
     flat_params,
     set_flat_params,
     trpo_step,
 )
+from safe_trpo.config import Scenario
 
 
 def _standardise(x: torch.Tensor) -> torch.Tensor:

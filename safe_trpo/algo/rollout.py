@@ -15,8 +15,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from safe_trpo.algo.networks import ObsNormalizer, Policy, clip_action
 from safe_trpo.errors import UserError
-from safe_trpo.networks import ObsNormalizer, Policy, clip_action
 
 
 class Rollout(NamedTuple):
