@@ -4,7 +4,7 @@ Both step the same environment (same data, same accounting) with the same random
 peer is what a library without a native vector env would use. Prints env steps per second for
 each and the ratio, per number of copies. Run from the repository root:
 
-    python benchmarks/bench_portfolio.py [--prices ../shared/data/stock_prices.csv] [--steps 300]
+    python benchmarks/bench_portfolio.py [--prices data/stock_prices.csv] [--steps 300]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def steps_per_second(venv: gym.vector.VectorEnv, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prices", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data"
+                        default=Path(__file__).resolve().parents[1] / "data"
                         / "stock_prices.csv")
     parser.add_argument("--steps", type=int, default=300, help="vector steps per measurement")
     args = parser.parse_args()

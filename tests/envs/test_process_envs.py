@@ -21,7 +21,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.run.controllers import evaluate_controller
 from safe_trpo.run.evaluate import run_episodes
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 PLANTS = [
     # (id, single env, vector env, module, short-episode kwargs)

@@ -443,7 +443,7 @@ def test_resolved_scenario_block_is_valid_toml_that_round_trips() -> None:
     from safe_trpo.config import load_scenario, scenario_from_dict, scenario_to_dict
     from safe_trpo.report.build import scenario_toml
 
-    path = Path(__file__).resolve().parents[1] / "scenarios" / "cstr_runaway.toml"
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "cstr_runaway.toml"
     resolved = scenario_to_dict(load_scenario(path))
     parsed = tomllib.loads(scenario_toml(resolved))
     assert scenario_from_dict(parsed) == scenario_from_dict(resolved)

@@ -16,11 +16,11 @@ import math
 import cvxpy as cp
 import numpy as np
 import pytest
-from cpo_reference import min_max, primal
 
 from safe_trpo.algo import cpo
 from safe_trpo.algo.cpo import CpoDualSolver, RecoverySolver, solve_step
 from safe_trpo.algo.cpo_closed_form import closed_form_step
+from tests.algo.cpo_reference import min_max, primal
 
 REL_TOL = 1e-6
 

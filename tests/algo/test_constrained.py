@@ -13,7 +13,7 @@ from safe_trpo.config import load_scenario
 from safe_trpo.record.audit import read_lines, verify_run
 from safe_trpo.run.trainer import start_run
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "speed_limit_cpo.toml"
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "speed_limit_cpo.toml"
 LIMIT = 10.0
 
 

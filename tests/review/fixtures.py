@@ -187,7 +187,7 @@ def make_malformed(root: Path) -> dict[str, str]:
             "odd-scenario": "intact"}
 
 
-APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
 
 def open_app(**query: str) -> AppTest:

@@ -17,12 +17,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from cdp import chromium, find_chromium, stop_process, wait_until
-from review_fixtures import head, make_run
 
 from safe_trpo.record import audit
 from safe_trpo.record.audit import AuditLog
 from safe_trpo.review import launch
+from tests.review.cdp import chromium, find_chromium, stop_process, wait_until
+from tests.review.fixtures import head, make_run
 
 pytestmark = pytest.mark.browser
 

@@ -17,7 +17,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.record.audit import WALL_CLOCK_FIELDS, read_lines, verify_run
 from safe_trpo.run.trainer import resume_run, start_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 CARTPOLE = """
 [env]
@@ -127,7 +127,7 @@ def test_a_cost_the_env_never_reports_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_nan_from_the_environment_is_recorded_and_stops_safely(tmp_path: Path) -> None:
-    text = PENDULUM_TINY.replace('"Pendulum-v1"', '"nan_env:NanAfterSteps"') \
+    text = PENDULUM_TINY.replace('"Pendulum-v1"', '"tests.run.nan_env:NanAfterSteps"') \
         .replace("[algo]", "kwargs = { nan_after = 250 }\n[algo]")
     text = text.replace("total_steps = 1200", "total_steps = 4000") + "checkpoint_every = 1\n"
     outcome = start_run(scenario(tmp_path, text), progress=False)

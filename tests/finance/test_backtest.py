@@ -20,10 +20,8 @@ from safe_trpo.errors import UserError
 from safe_trpo.finance.backtest import PolicyStrategy, backtest, run_backtest_command
 from safe_trpo.record.audit import AuditLog, read_lines, verify_run
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-STOCKS = SHARED_DATA / "stock_prices.csv"
-needs_data = pytest.mark.skipif(not STOCKS.is_file(),
-                                reason=f"shared test data not found at {STOCKS}")
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+STOCKS = DATA_DIR / "stock_prices.csv"
 
 
 def test_equal_weight_backtest_matches_hand_computation():
@@ -130,7 +128,6 @@ def test_min_variance_is_less_volatile_than_equal_weight_in_sample_structure():
     assert mv.metrics["annual_volatility"] < 0.8 * ew.metrics["annual_volatility"]
 
 
-@needs_data
 @pytest.mark.parametrize("policy", BASELINE_NAMES)
 def test_backtest_command_on_shipped_data(tmp_path, capsys, policy):
     out = tmp_path / "out" / "bt.json"
@@ -182,7 +179,6 @@ def install_fake_policy_io(monkeypatch, tickers, n_actions, train=("2010-01-01",
     return controller
 
 
-@needs_data
 def test_backtest_of_a_run_folder_appends_to_its_audit_log(tmp_path, monkeypatch, capsys):
     controller = install_fake_policy_io(monkeypatch, ["AAPL", "JPM", "XOM"], 4)
     run_dir = tmp_path / "run"
@@ -207,7 +203,6 @@ def test_backtest_of_a_run_folder_appends_to_its_audit_log(tmp_path, monkeypatch
     assert "policy*" in capsys.readouterr().out
 
 
-@needs_data
 def test_run_folder_with_tickers_missing_from_the_backtest_file(tmp_path, monkeypatch):
     install_fake_policy_io(monkeypatch, ["AAPL", "ZZZZ"], 3)
     (tmp_path / "run").mkdir()
@@ -233,7 +228,6 @@ def test_bad_inputs_raise_user_errors(tmp_path):
     assert run_backtest_command(good, "min-variance", None, None, None, None) == 0
 
 
-@needs_data
 def test_in_sample_window_of_a_run_is_flagged(tmp_path, monkeypatch, capsys):
     install_fake_policy_io(monkeypatch, ["AAPL", "JPM", "XOM"], 4)
     (tmp_path / "run").mkdir()
@@ -241,7 +235,6 @@ def test_in_sample_window_of_a_run_is_flagged(tmp_path, monkeypatch, capsys):
     assert "overlaps the policy's training data" in capsys.readouterr().out
 
 
-@needs_data
 @pytest.mark.parametrize("window, in_sample", [
     (("2014-06-02", "2014-09-30"), False),  # ends before training starts: out of sample
     (("2014-11-03", "2015-03-31"), True),  # runs into the training window
@@ -257,7 +250,6 @@ def test_window_before_training_is_out_of_sample(tmp_path, monkeypatch, capsys, 
     assert ("overlaps the policy's training data" in capsys.readouterr().out) is in_sample
 
 
-@needs_data
 def test_policy_with_the_wrong_shape_is_refused(tmp_path, monkeypatch):
     install_fake_policy_io(monkeypatch, ["AAPL", "JPM", "XOM"], 4)
     trained = sys.modules["safe_trpo.run.policy_io"].load_policy(tmp_path)

@@ -18,7 +18,7 @@ from safe_trpo.config import load_scenario
 from safe_trpo.record.audit import read_lines, verify_run
 from safe_trpo.run.trainer import start_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEED = ROOT / "scenarios" / "speed_limit_cpo.toml"
 
 

@@ -275,11 +275,9 @@ def test_weight_cap_is_applied_to_actions(panel):
     assert info["cost_concentration"] == 0.0
 
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "portfolio_drawdown.toml"
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "portfolio_drawdown.toml"
 
 
-@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "data").is_dir(),
-                    reason="shared test data folder not found beside the repository")
 def test_scenario_builds_the_env_on_the_shipped_data():
     from safe_trpo.config import load_scenario
     from safe_trpo.run.make_env import env_kwargs, make_vector_env
@@ -289,7 +287,7 @@ def test_scenario_builds_the_env_on_the_shipped_data():
     assert {c.name for c in scenario.constraints} == {"drawdown", "concentration"}
     assert {c.name for c in scenario.constraints} <= set(COST_NAMES)
     kwargs = env_kwargs(scenario.env)
-    assert Path(kwargs["prices"]).samefile(Path(__file__).resolve().parents[2] / "shared"
+    assert Path(kwargs["prices"]).samefile(Path(__file__).resolve().parents[2]
                                            / "data" / "stock_prices.csv")
     vec = make_vector_env(scenario.env, num_envs=2)
     assert isinstance(vec, PortfolioVectorEnv)

@@ -389,10 +389,10 @@ def test_a_worker_that_dies_fails_only_its_own_job(tmp_path: Path) -> None:
     out, ready = tmp_path / "out", json.dumps(str(tmp_path / "ready"))
     attempts = json.dumps(f"{out}/sweeps/*/runs/good-*/attempts.jsonl")
     good = write(tmp_path / "good.toml", TINY.replace(
-        '"SafeTRPO/SpeedLimit-v0"', '"test_sweep:BlockedOnFirstAttempt"').replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.test_sweep:BlockedOnFirstAttempt"').replace(
         "episode_steps = 50", f"episode_steps = 50, attempts_glob = {attempts}, ready = {ready}"))
     killer = write(tmp_path / "killer.toml", TINY.replace(
-        '"SafeTRPO/SpeedLimit-v0"', '"test_sweep:SelfKillingEnv"').replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.test_sweep:SelfKillingEnv"').replace(
         "episode_steps = 50", f"wait_for = {ready}"))
     plan = plan_sweep([good, killer], "0", [], out, make_reports=False)
     state = {c["label"]: c["runs"][0] for c in run_sweep(plan, "local")["configurations"]}
@@ -421,7 +421,7 @@ def test_sigterm_stops_the_workers_and_still_writes_the_summary(tmp_path: Path) 
     ready = tmp_path / "ready"
     # Left alone this run takes well over a minute (100 updates of 100 slow steps per copy).
     scenario = write(tmp_path / "slow.toml", TINY.replace(
-        '"SafeTRPO/SpeedLimit-v0"', '"test_sweep:SlowSpeedLimit"').replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.test_sweep:SlowSpeedLimit"').replace(
         "episode_steps = 50", f"episode_steps = 50, ready = {json.dumps(str(ready))}").replace(
         "total_steps = 600", "total_steps = 20000"))
     plan = plan_sweep([scenario], "0", [], tmp_path / "out", make_reports=False)

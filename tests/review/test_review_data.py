@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from review_fixtures import (
+
+from safe_trpo.errors import UserError
+from safe_trpo.record import audit, signoff
+from safe_trpo.record.audit import AuditLog, verify_run
+from safe_trpo.review import launch, runs
+from tests.review.fixtures import (
     BACKTEST_BASELINES,
     DEFAULT_COSTS,
     DEFAULT_LIMITS,
@@ -19,11 +24,6 @@ from review_fixtures import (
     make_run,
     rewrite_line,
 )
-
-from safe_trpo.errors import UserError
-from safe_trpo.record import audit, signoff
-from safe_trpo.record.audit import AuditLog, verify_run
-from safe_trpo.review import launch, runs
 
 
 def _sign(run_dir: Path, decision: str = "approve", reviewer: str = "Ada", comment: str = "ok",
@@ -447,10 +447,9 @@ def test_results_tables(tmp_path):
 def test_backtest_fixture_matches_the_real_writer():
     """The fixture's line has the keys ``safe_trpo.finance.backtest`` records (else the test above
     would check a shape no run has)."""
-    from review_fixtures import backtest_fields
-
     from envs.portfolio.baselines import BASELINE_NAMES
     from safe_trpo.finance import backtest
+    from tests.review.fixtures import backtest_fields
 
     assert BACKTEST_BASELINES == BASELINE_NAMES
     source = Path(backtest.__file__).read_text()
@@ -517,9 +516,8 @@ def test_audit_log_still_appends_after_a_signoff(tmp_path):
 
 
 def test_summary_counts_rows_redone_after_a_resume_once(tmp_path) -> None:
-    from review_fixtures import append, make_run
-
     from safe_trpo.review import runs
+    from tests.review.fixtures import append, make_run
 
     run_dir = make_run(tmp_path, "resumed-run", costs={"temperature": [1.0, 9.0, 9.0]},
                        limits={"temperature": 5.0}, finished=False)

@@ -14,10 +14,8 @@ from envs.portfolio.prices import load_prices, select_window, validate_panel
 from envs.portfolio.synthetic import generate, synthetic_prices
 from safe_trpo.errors import UserError
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-STOCKS = SHARED_DATA / "stock_prices.csv"
-needs_data = pytest.mark.skipif(not STOCKS.is_file(),
-                                reason=f"shared test data not found at {STOCKS}")
+DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+STOCKS = DATA_DIR / "stock_prices.csv"
 
 GOOD = """date,AAA,BBB,CCC
 2020-01-02,10,20,30
@@ -197,7 +195,6 @@ def test_validate_panel_refuses_bad_dataframes():
         validate_panel(panel.reset_index(drop=True))
 
 
-@needs_data
 def test_shipped_data_full_history_keeps_only_complete_tickers():
     with pytest.warns(UserWarning, match=r"FB \(no price until 2012-05-18"):
         panel = load_prices(STOCKS)
@@ -207,7 +204,6 @@ def test_shipped_data_full_history_keeps_only_complete_tickers():
     assert np.allclose(panel.to_numpy(), raw[complete].to_numpy(), rtol=0, atol=0)
 
 
-@needs_data
 def test_shipped_data_window_with_all_tickers():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -8,14 +8,14 @@ import pickle
 from pathlib import Path
 
 import pytest
-from review_fixtures import append, head, make_malformed, make_run, open_app, texts
 from streamlit.testing.v1 import AppTest
 
 from safe_trpo.record import audit, signoff
 from safe_trpo.record.audit import AuditLog
 from safe_trpo.review import runs
+from tests.review.fixtures import append, head, make_malformed, make_run, open_app, texts
 
-APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
 
 @pytest.fixture

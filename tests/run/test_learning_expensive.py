@@ -12,7 +12,7 @@ from safe_trpo.record.audit import read_lines, verify_run
 from safe_trpo.run.evaluate import evaluate_run
 from safe_trpo.run.trainer import start_run
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 pytestmark = pytest.mark.expensive
 
 

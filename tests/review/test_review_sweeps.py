@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from review_fixtures import head, make_run, open_app, texts
 from streamlit.testing.v1 import AppTest
 
 from safe_trpo.record import audit
 from safe_trpo.review import runs
 from safe_trpo.sweep.summary import FORMAT, summary_table
+from tests.review.fixtures import head, make_run, open_app, texts
 
-APP = Path(__file__).resolve().parents[1] / "safe_trpo" / "review" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
 
 @pytest.fixture
