@@ -3,17 +3,18 @@
 Conventions shared by the environment and the backtester (one implementation for both):
 
 - Weight vectors have ``A + 1`` entries: the ``A`` assets, then cash (last). Long-only, summing
-  to 1. Cash earns nothing.
+  to 1. Cash earns `cash_rate` a year (default 0).
 - Day ``t``: the portfolio is valued at the close of ``t`` (holding the *drifted* weights, i.e.
   yesterday's target weights after today's price moves), then rebalanced at that close to the
   target weights. The day's outcome is realised over ``t -> t+1``.
 - Turnover = ``sum_i |w_target_i - w_drifted_i|`` over the **assets only**: cash is the
   settlement account, so buying 1.0 of wealth worth of stock from cash is a turnover of 1.0 (not
   2.0). Moving from all-cash to fully invested therefore counts as turnover 1.0.
-- Transaction cost = ``cost_rate * turnover`` as a fraction of the wealth before trading; it is
+- Transaction cost = ``cost_rate * turnover`` as a fraction of the wealth before trading, plus
+  the half-spread and square-root impact terms of :func:`trade_cost_fraction` when set; it is
   paid out of the whole portfolio, i.e. the target weights apply to the wealth net of costs.
 - Wealth after the day: ``W_{t+1} = W_t * (1 - cost_rate * turnover_t) * sum_i w_i R_i`` with
-  ``R_i = P_i(t+1) / P_i(t)`` (cash ``R = 1``).
+  ``R_i = P_i(t+1) / P_i(t)`` (cash ``R = (1 + cash_rate) ** (1/252)``, 1 by default).
 """
 
 from __future__ import annotations
@@ -82,8 +83,36 @@ class Rebalance(NamedTuple):
     log_return: np.ndarray  # (N,) log(W_{t+1} / W_t), net of costs
 
 
+def trade_cost_fraction(delta: np.ndarray, vol: np.ndarray, cost_rate: float,
+                        half_spread: float = 0.0, impact_coef: float = 0.0,
+                        aum_to_adv: float = 0.0) -> np.ndarray:
+    """Cost of a trade as a fraction of the wealth before trading, per copy (N,).
+
+    ``sum_i |dw_i| * (cost_rate + half_spread) + impact_coef * sum_i vol_i * |dw_i| *
+    sqrt(|dw_i| * aum_to_adv)``: proportional fees, half the bid-ask spread crossed on every unit
+    traded, and the square-root market-impact law (Almgren et al. 2005; Toth et al. 2011), whose
+    cost per unit traded is ``impact_coef * daily volatility * sqrt(traded value / ADV)``.
+
+    Parameters:
+        delta: (N, A) weight changes of the assets (cash excluded).
+        vol: (N, A) or (A,) daily volatility of each asset (std of daily log returns).
+        cost_rate: fees per unit traded (0.001 = 10 bps).
+        half_spread: half the quoted spread as a fraction of the price (0.0005 = 5 bps).
+        impact_coef: the dimensionless square-root-law coefficient (empirically about 0.5-1).
+        aum_to_adv: portfolio value over each stock's average daily traded value (0.01 = the
+            whole portfolio is 1 % of a day's volume), so ``|dw_i| * aum_to_adv`` is the traded
+            fraction of the day's volume.
+    """
+    traded = np.abs(delta)
+    cost = (cost_rate + half_spread) * traded.sum(axis=1)
+    if impact_coef > 0 and aum_to_adv > 0:
+        cost = cost + impact_coef * (vol * traded * np.sqrt(traded * aum_to_adv)).sum(axis=1)
+    return cost
+
+
 def rebalance(wealth: np.ndarray, drifted: np.ndarray, target: np.ndarray, gross: np.ndarray,
-              cost_rate: float) -> Rebalance:
+              cost_rate: float, cost_frac: np.ndarray | None = None,
+              cash_gross: float = 1.0) -> Rebalance:
     """Trade from ``drifted`` to ``target`` at today's close, then let prices move to tomorrow.
 
     Parameters:
@@ -91,14 +120,20 @@ def rebalance(wealth: np.ndarray, drifted: np.ndarray, target: np.ndarray, gross
         drifted: (N, A+1) weights held before trading (yesterday's targets after today's moves).
         target: (N, A+1) weights to hold from today's close.
         gross: (N, A) price ratios ``P(t+1) / P(t)`` of the assets.
-        cost_rate: proportional cost per unit of turnover (0.001 = 10 basis points).
+        cost_rate: proportional cost per unit of turnover (0.001 = 10 basis points), used when
+            ``cost_frac`` is None.
+        cost_frac: (N,) the trade's full cost as a fraction of wealth
+            (:func:`trade_cost_fraction`); None = ``cost_rate * turnover``.
+        cash_gross: one day's growth of cash, ``(1 + annual rate) ** (1 / 252)``.
     """
     turnover = np.abs(target[:, :-1] - drifted[:, :-1]).sum(axis=1)
-    cost_frac = cost_rate * turnover
+    if cost_frac is None:
+        cost_frac = cost_rate * turnover
     held = target[:, :-1] * gross
-    growth = held.sum(axis=1) + target[:, -1]
+    cash = target[:, -1] * cash_gross
+    growth = held.sum(axis=1) + cash
     new_wealth = wealth * (1.0 - cost_frac) * growth
-    new_drifted = np.concatenate([held, target[:, -1:]], axis=1) / growth[:, None]
+    new_drifted = np.concatenate([held, cash[:, None]], axis=1) / growth[:, None]
     return Rebalance(wealth=new_wealth, drifted=new_drifted, turnover=turnover,
                      trade_cost=wealth * cost_frac,
                      log_return=np.log1p(-cost_frac) + np.log(growth))

@@ -51,10 +51,19 @@ def load_prices(path: str | Path, start: str | None = None, end: str | None = No
     values and at least two tickers and two rows after the lookback.
     """
     path = Path(path)
-    table, rows = _read_table(path)
-    panel = _parse_table(table, rows, str(path))
+    panel = read_panel(path)
     return select_window(panel, start, end, strict=strict, tickers=tickers, lookback=lookback,
                          source=str(path))
+
+
+def read_panel(path: str | Path) -> pd.DataFrame:
+    """Read and validate a whole price file (wide or long) into dates x tickers, NaN where a
+    ticker has no price that day. Every check of the file's contents runs here, once, so the
+    point-in-time universe (:mod:`envs.portfolio.universe`) and the complete-panel loader
+    :func:`load_prices` apply the same validation."""
+    path = Path(path)
+    table, rows = _read_table(path)
+    return _parse_table(table, rows, str(path))
 
 
 def select_window(panel: pd.DataFrame, start: str | None = None, end: str | None = None,

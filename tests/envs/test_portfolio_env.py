@@ -76,18 +76,19 @@ def test_check_env_single_and_registered(panel):
     check_env(env.unwrapped)
     vec = gym.make_vec("SafeTRPO/Portfolio-v0", num_envs=3, vectorization_mode="vector_entry_point",
                        prices=panel, episode_days=30, window=5)
-    assert isinstance(vec, PortfolioVectorEnv) and vec.observation_space.shape == (3, 5 * 3 + 8)
+    assert isinstance(vec, PortfolioVectorEnv) and vec.observation_space.shape == (3, 5 * 3 + 11)
 
 
 def test_observation_layout_and_info(panel):
-    env = small_env(panel)
+    env = small_env(panel, execution_lag_days=0)
     obs, _ = env.reset(seed=1)
     t = env.day
     p = panel.to_numpy()
     logret = np.log(p[t - 4:t + 1] / p[t - 5:t])
     assert np.allclose(obs[:15], logret.ravel(), atol=1e-6)
     assert np.array_equal(obs[15:19], [0, 0, 0, 1]) and obs[19] == 0.0
-    assert np.allclose(obs[20:], logret.std(axis=0, ddof=1), atol=1e-6)
+    assert np.allclose(obs[20:23], logret.std(axis=0, ddof=1), atol=1e-6)
+    assert np.array_equal(obs[23:], [1, 1, 1])  # every ticker holdable
     _, reward, terminated, truncated, info = env.step(np.zeros(4, dtype=np.float32))
     # Zero logits: 1/4 in each asset and in cash; all bought from cash (turnover 0.75).
     assert math.isclose(info["turnover"], 0.75, abs_tol=1e-12) and not terminated
@@ -122,6 +123,7 @@ def test_costs_fire_on_their_limits():
     prices = pd.DataFrame({"A": rises, "B": rises.copy()}, index=dates)
     prices.iloc[60:, 0] *= 0.7  # A crashes 30% on day 60
     env = PortfolioEnv(prices=prices, backtest=True, window=5, cvar_window=20,
+                       execution_lag_days=0,
                        concentration_cap=0.6, turnover_cap=0.3, drawdown_limit=0.1,
                        cvar_limit=0.01)
     env.reset()
@@ -268,7 +270,7 @@ def test_step_weights_refuses_invalid_weights(panel):
 
 
 def test_weight_cap_is_applied_to_actions(panel):
-    env = small_env(panel, weight_cap=0.3, concentration_cap=0.35)
+    env = small_env(panel, weight_cap=0.3, concentration_cap=0.35, execution_lag_days=0)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.array([5.0, 0.0, 0.0, 0.0], dtype=np.float32))
     assert math.isclose(info["max_weight"], 0.3, abs_tol=1e-12)
@@ -298,4 +300,4 @@ def test_scenario_builds_the_env_on_the_shipped_data():
                            "backtest_end": kwargs["test_end"]})
     assert test.panel.index[test.core.first_day] == pd.Timestamp("2015-01-02")
     obs, _ = vec.reset(seed=0)
-    assert obs.shape == (2, 20 * 8 + 2 * 8 + 2) and np.isfinite(obs).all()
+    assert obs.shape == (2, 20 * 8 + 3 * 8 + 2) and np.isfinite(obs).all()
