@@ -116,14 +116,17 @@ class PortfolioCore:
     def step(self, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Queue ``target`` (n, A+1) decided today, fill the order due, move one day.
 
+        A row of NaN is "no order today" (hold; an order already queued still fills).
         Returns (reward = log wealth ratio net of costs, truncated, info)."""
         if self.done.any():
             raise RuntimeError("step() on a finished episode: call reset() first")
-        if not (np.all(np.isfinite(target)) and np.all(target >= -1e-12)
-                and np.allclose(target.sum(axis=1), 1.0, rtol=0, atol=1e-9)):
+        no_order = np.isnan(target).all(axis=1)
+        check = target[~no_order]
+        if not (np.all(np.isfinite(check)) and np.all(check >= -1e-12)
+                and np.allclose(check.sum(axis=1), 1.0, rtol=0, atol=1e-9)):
             raise ValueError(f"{ENV_NAME}: target weights must be finite, >= 0 and sum to 1 "
                              f"(cash last), got {target}")
-        fill = self._due(target)
+        fill = self._due(target, no_order)
         hold = self.holdable[self.day]
         fill = restrict(fill, hold)
         interventions = np.zeros(self.n)
@@ -170,14 +173,14 @@ class PortfolioCore:
         self.done = ends
         return out.log_return, ends.copy(), info
 
-    def _due(self, target: np.ndarray) -> np.ndarray:
-        """Queue today's order; return the order that fills at today's close (n, A+1)."""
+    def _due(self, target: np.ndarray, no_order: np.ndarray) -> np.ndarray:
+        """Queue today's order; return the order that fills at today's close (n, A+1): the
+        drifted weights where none is due."""
         if self.cfg.execution_lag_days == 0:
-            return target.copy()
+            return np.where(no_order[:, None], self.weights, target)
         fill = np.where(self.has_pending[:, :1], self.pending[:, 0], self.weights)
         self.pending = np.concatenate([self.pending[:, 1:], target[:, None]], axis=1)
-        self.has_pending = np.concatenate(
-            [self.has_pending[:, 1:], np.ones((self.n, 1), dtype=bool)], axis=1)
+        self.has_pending = np.concatenate([self.has_pending[:, 1:], ~no_order[:, None]], axis=1)
         return fill
 
     def action_to_weights(self, actions: np.ndarray) -> np.ndarray:

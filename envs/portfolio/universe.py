@@ -16,7 +16,6 @@ when a window ends before that date.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -75,8 +74,9 @@ def build_universe(panel: pd.DataFrame, start: str | None = None, end: str | Non
     """Cut a parsed panel (NaN = no price) to a window and derive its point-in-time masks.
 
     Parameters:
-        panel: dates x tickers, strictly increasing dates, positive prices or NaN (the output of
-            :func:`envs.portfolio.prices.read_panel` or :func:`~envs.portfolio.prices.validate_panel`).
+        panel: dates x tickers, strictly increasing dates, positive prices or NaN (from
+            :func:`~envs.portfolio.prices.read_panel` or
+            :func:`~envs.portfolio.prices.validate_panel`).
         start, end: first trading day and last close (inclusive); None = after the lookback /
             the file's last date.
         tickers: the fixed ticker list, in this order (each must exist in the file and have a
@@ -161,15 +161,17 @@ def build_universe(panel: pd.DataFrame, start: str | None = None, end: str | Non
                     dropped=dropped)
 
 
-def survivorship_warning(panel: pd.DataFrame, source: str) -> None:
-    """Warn (one line) when every ticker with data has a price on the file's last date: a list
-    of today's survivors makes any backtest over the past look better than it was."""
-    last = panel.iloc[-1]
-    with_data = panel.columns[panel.notna().any()]
-    if len(with_data) and last[with_data].notna().all():
-        warnings.warn(f"{source}: every ticker trades on the last date "
-                      f"{panel.index[-1].date()}; no delisted stock is in the file, so "
-                      f"backtests on it carry survivorship bias", UserWarning, stacklevel=3)
+def survivorship_note(panel: pd.DataFrame, tickers: Sequence[str] | None = None) -> str | None:
+    """One line when every ticker used (all with data if None) has a price on the file's last
+    date: a list of today's survivors makes any backtest over the past look better than it was.
+    None when some ticker was delisted inside the file."""
+    cols = [t for t in (tickers if tickers is not None else panel.columns)
+            if panel[t].notna().any()]
+    if cols and panel[cols].iloc[-1].notna().all():
+        return (f"survivorship: every ticker used trades on the file's last date "
+                f"{panel.index[-1].date()}, none was delisted; a universe picked from today's "
+                f"survivors overstates past returns")
+    return None
 
 
 def _bound(value: str | None, name: str) -> pd.Timestamp | None:

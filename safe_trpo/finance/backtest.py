@@ -1,11 +1,17 @@
 """``safe-trpo backtest``: a trained portfolio policy or a baseline, out of sample, vs baselines.
 
-Every strategy (the trained policy and the four baselines of :mod:`envs.portfolio.baselines`)
-runs through the portfolio environment in backtest mode, i.e. the same accounting, costs and
-risk-limit checks as in training, over the same window and cost rate. The first day trades from
-cash, so the initial allocation counts as turnover and pays costs. Metric definitions:
-:func:`envs.portfolio.accounting.performance_metrics`; ``breach_days`` counts the days each
-environment cost (drawdown, concentration, turnover, CVaR) was above its limit.
+Every strategy (the trained policy and the baselines of :mod:`envs.portfolio.baselines`) runs
+through the portfolio simulator in backtest mode (:mod:`safe_trpo.finance.simulate`): the same
+point-in-time universe (a ticker trades from its first price to its last; a delisted position is
+sold at its last price), execution lag (default: decided at close t, filled at close t+1), costs
+(fees, half-spread, square-root impact; cash rate) and risk-limit checks as in training, over
+the same window. The first trade buys from cash, so the initial allocation pays costs.
+
+Figures per strategy: :func:`envs.portfolio.accounting.performance_metrics` plus Calmar,
+annualised turnover, a stationary-bootstrap 95 % interval of the Sharpe ratio (``sharpe_ci95``),
+tracking error and information ratio against equal weight, and a paired comparison with equal
+weight (``vs_equal_weight``: Sharpe difference, 95 % interval, p-value; :mod:`.stats`).
+``breach_days`` counts the days each environment cost was above its limit.
 
 Outputs: a table on stdout; with ``json_out``, a JSON file and a wealth-curve PNG beside it
 (same name, ``.png``); for a trained run folder, a ``backtest`` line in its audit log.
@@ -13,115 +19,117 @@ Outputs: a table on stdout; with ``json_out``, a JSON file and a wealth-curve PN
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from types import SimpleNamespace
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from envs.portfolio import accounting as acc
-from envs.portfolio.baselines import BASELINE_NAMES, Decision, make_baseline
-from envs.portfolio.env import COST_NAMES, ENV_NAME, PortfolioConfig, PortfolioEnv, make_config
-from envs.portfolio.prices import load_prices
+from envs.portfolio.baselines import BASELINE_NAMES, make_baseline
+from envs.portfolio.config import ENV_NAME, PortfolioConfig, make_config
+from envs.portfolio.core import PortfolioCore
+from envs.portfolio.env import PortfolioEnv
+from envs.portfolio.prices import read_panel, validate_panel
+from envs.portfolio.universe import Universe, build_universe, survivorship_note
 from safe_trpo.errors import UserError
-from safe_trpo.record.audit import AuditLog, file_sha256, to_jsonable
+from safe_trpo.finance.output import format_table, write_outputs
+from safe_trpo.finance.simulate import (
+    HISTORY,
+    PolicyStrategy,
+    Strategy,
+    StrategyRun,
+    compare_with,
+    simulate,
+)
+from safe_trpo.record.audit import AuditLog, file_sha256
 from safe_trpo.run.make_env import env_kwargs as scenario_env_kwargs
 
-BASELINE_HISTORY = 61  # closes the optimising baselines need before the first day (60 returns)
+REFERENCE = "equal-weight"  # every strategy is compared with this one
 # Scenario env kwargs that describe the training data, replaced by the backtest's own.
 DATA_KEYS = ("prices", "train_start", "train_end", "test_start", "test_end", "backtest",
              "backtest_start", "backtest_end", "strict")
+COST_KEYS = ("cost_rate", "half_spread", "impact_coef", "aum_to_adv", "cash_rate")
 
-
-class Strategy(Protocol):
-    name: str
-    solver_failures: int
-
-    def target_weights(self, d: Decision) -> np.ndarray: ...
-
-
-class PolicyStrategy:
-    """A Controller (trained policy: ``act`` on a batch of observations) as a strategy."""
-
-    solver_failures = 0
-
-    def __init__(self, controller: Any, to_weights: Callable[[np.ndarray], np.ndarray],
-                 name: str = "policy") -> None:
-        """``to_weights``: the env's logits -> target weights map (clip, softmax, cap)."""
-        self.controller, self.to_weights, self.name = controller, to_weights, name
-
-    def target_weights(self, d: Decision) -> np.ndarray:
-        if d.step == 0:
-            self.controller.reset()
-        action = np.asarray(self.controller.act(d.obs[None]), dtype=np.float64)
-        return self.to_weights(action)[0]
-
-
-@dataclass(frozen=True)
-class StrategyRun:
-    """One strategy's backtest: the wealth curve and its figures."""
-
-    name: str
-    dates: list[str]  # n+1 closes: the first day (before trading) to the last
-    wealth: np.ndarray  # (n+1,) starting at 1.0
-    metrics: dict[str, Any]
-
-
-def run_strategy(env: PortfolioEnv, strategy: Strategy, history: int) -> StrategyRun:
-    """Run ``strategy`` through ``env`` (in backtest mode) from its first day to its last.
-
-    ``history``: closes up to and including today shown to the strategy (its estimation window).
-    """
-    obs, _ = env.reset()
-    dates = [str(env.panel.index[env.day].date())]
-    wealth, turnover, trade_cost = [1.0], [], []
-    breaches = dict.fromkeys(COST_NAMES, 0)
-    done, step = False, 0
-    while not done:
-        d = Decision(step=step, history=env.history(history), drifted=env.drifted_weights,
-                     obs=obs)
-        obs, _, _, done, info = env.step_weights(strategy.target_weights(d))
-        dates.append(str(env.panel.index[env.day].date()))
-        wealth.append(info["wealth"])
-        turnover.append(info["turnover"])
-        trade_cost.append(info["trade_cost"])
-        for name in COST_NAMES:
-            breaches[name] += int(info[f"cost_{name}"] > 0)
-        step += 1
-    curve = np.array(wealth)
-    metrics = acc.performance_metrics(curve, np.array(turnover), np.array(trade_cost))
-    metrics.update(breach_days=breaches, solver_failures=int(strategy.solver_failures))
-    return StrategyRun(strategy.name, dates, curve, metrics)
+__all__ = ["PolicyStrategy", "StrategyRun", "backtest", "run_backtest", "run_backtest_command"]
 
 
 def backtest(panel: pd.DataFrame, strategies: list[Strategy], env_kwargs: dict[str, Any],
              start: str, end: str | None = None) -> list[StrategyRun]:
-    """Backtest each strategy over ``[start, end]`` of ``panel`` (which holds enough history
-    before ``start``), through one env built from ``env_kwargs`` (window, cost rate, limits)."""
-    env = PortfolioEnv(prices=panel, backtest=True, backtest_start=start, backtest_end=end,
-                       **env_kwargs)
-    return [run_strategy(env, s, BASELINE_HISTORY) for s in strategies]
+    """Backtest each strategy over ``[start, end]`` of ``panel`` (dates x tickers, NaN where not
+    listed, with history before ``start``), with ``env_kwargs`` (window, costs, lag, limits)."""
+    panel = validate_panel(panel)
+    lookback = int(panel.index.searchsorted(pd.Timestamp(start)))
+    cfg = make_config(prices=panel, backtest=True, backtest_start=start, backtest_end=end,
+                      **env_kwargs)
+    universe = build_universe(panel, start, end, tickers=cfg.tickers, lookback=lookback,
+                              strict=cfg.strict, source="prices DataFrame")
+    return _simulate(cfg, universe, strategies)
+
+
+def _simulate(cfg: PortfolioConfig, universe: Universe,
+              strategies: list[Strategy]) -> list[StrategyRun]:
+    runs = simulate(cfg, universe, strategies)
+    if any(r.name == REFERENCE for r in runs):
+        compare_with(runs, REFERENCE)
+    return runs
+
+
+def run_backtest(prices: Path, policy: str, start: str | None = None, end: str | None = None,
+                 overrides: dict[str, Any] | None = None, trained: Any = None,
+                 run_dir: Path | None = None) -> tuple[dict[str, Any], list[StrategyRun], str]:
+    """Backtest ``policy`` (a baseline name, or ``trained`` loaded from a run folder) and every
+    baseline; returns (the JSON report, the runs, the column under test).
+
+    ``overrides``: env settings replacing the run's (or the defaults): cost keys
+    (``cost_rate``, ``half_spread``, ``impact_coef``, ``aum_to_adv``, ``cash_rate``) and
+    ``execution_lag_days``.
+    """
+    env_kwargs, tickers, start, end = _setup(trained, start, end)
+    env_kwargs.update(overrides or {})
+    cfg = make_config(prices=prices, backtest=True, backtest_start=start, backtest_end=end,
+                      **env_kwargs)  # the settings, checked before any work
+    raw = read_panel(prices)
+    history = max(cfg.window, HISTORY - 1)
+    universe = build_universe(raw, start, end, tickers=tickers, lookback=history,
+                              source=str(prices))
+    first = str(universe.dates[history].date())
+    cfg = make_config(prices=prices, backtest=True, backtest_start=first, backtest_end=end,
+                      tickers=universe.tickers, **env_kwargs)
+    n_assets = len(universe.tickers)
+    baselines = [make_baseline(b, n_assets) for b in BASELINE_NAMES]
+    strategies: list[Strategy] = list(baselines)
+    if trained is not None:
+        obs_space, act_space = PortfolioCore(cfg, 1, universe).spaces()
+        _check_obs_dim(trained, SimpleNamespace(observation_space=obs_space,
+                                                action_space=act_space), run_dir or Path("run"))
+        strategies.insert(0, PolicyStrategy(trained, None))
+    runs = _simulate(cfg, universe, strategies)
+    column = "policy" if trained is not None else policy
+    report = _report(prices, universe, runs, cfg, column, raw)
+    report["baseline_rules"] = {b.name: b.describe() for b in baselines}
+    return report, runs, column
 
 
 def run_backtest_command(prices: Path, policy: str, start: str | None, end: str | None,
-                         cost_bps: float | None, json_out: Path | None) -> int:
+                         cost_bps: float | None, json_out: Path | None,
+                         settings: dict[str, Any] | None = None) -> int:
     """The ``backtest`` subcommand; returns the exit code, raises UserError on bad input.
 
     Parameters:
         prices: price file (CSV/Parquet, wide or long).
-        policy: a baseline name (``equal-weight``, ``buy-and-hold``, ``min-variance``,
-            ``mean-variance``) or a trained run folder.
+        policy: a baseline name (:data:`envs.portfolio.baselines.BASELINE_NAMES`) or a trained
+            run folder.
         start, end: backtest window (dates); for a run folder they default to the scenario's
             ``test_start``/``test_end``, otherwise to the whole file after the history needed.
-            The file must hold 60 trading days before ``start`` (the optimising baselines'
-            estimation window; more if the policy's observation window is longer).
-        cost_bps: transaction cost in basis points of the traded amount (10 = 0.1%); None = the
-            run's ``cost_rate`` (or the env default, 10 bps).
+            The file must hold 60 trading days before ``start`` (the estimating baselines'
+            window; more if the policy's observation window is longer).
+        cost_bps: fees in basis points of the traded amount (10 = 0.1%); None = the run's
+            ``cost_rate`` (or the env default, 10 bps).
         json_out: where to write the JSON; the PNG goes beside it. None = print only.
+        settings: further env settings from the command line (``execution_lag_days``,
+            ``half_spread``, ``impact_coef``, ``aum_to_adv``, ``cash_rate``); None values are
+            left at the run's or the defaults.
     """
     prices = Path(prices)
     if json_out is not None and Path(json_out).suffix.lower() == ".png":
@@ -135,32 +143,20 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
             raise UserError(f"--policy: expected one of {', '.join(BASELINE_NAMES)} or a trained "
                             f"run folder, got '{policy}' (no such folder)")
         trained = _load_trained(run_dir)
-    env_kwargs, tickers, start, end = _setup(trained, start, end)
+    overrides = {k: v for k, v in (settings or {}).items() if v is not None}
     if cost_bps is not None:
         if not (isinstance(cost_bps, (int, float)) and math.isfinite(cost_bps)
                 and 0 <= cost_bps < 5000):
             raise UserError(f"--cost-bps: expected a number in [0, 5000), got {cost_bps}")
-        env_kwargs["cost_rate"] = cost_bps / 1e4
-    cfg = make_config(prices=prices, **env_kwargs)  # the run's settings, checked before any work
-    history = max(cfg.window, BASELINE_HISTORY - 1)
-    panel = load_prices(prices, start, end, strict=trained is not None, tickers=tickers,
-                        lookback=history)
-    first = str(panel.index[history].date())
-    n_assets = panel.shape[1]
-    strategies: list[Strategy] = [make_baseline(b, n_assets) for b in BASELINE_NAMES]
-    if trained is not None:
-        probe = PortfolioEnv(prices=panel, backtest=True, backtest_start=first, **env_kwargs)
-        _check_obs_dim(trained, probe, run_dir)
-        strategies.insert(0, PolicyStrategy(trained, probe.core.action_to_weights))
-    runs = backtest(panel, strategies, env_kwargs, first, end)
-    column = "policy" if trained is not None else policy
-    report = _report(prices, panel, runs, cfg, column)
+        overrides["cost_rate"] = cost_bps / 1e4
+    report, runs, column = run_backtest(prices, policy, start, end, overrides, trained,
+                                        run_dir)
     if trained is not None:
         report.update(policy=str(run_dir),
                       in_sample=_overlaps_training(trained, report["start"], report["end"]))
     print(format_table(runs, column, report))
     if json_out is not None:
-        report["wealth_plot"] = _write_outputs(Path(json_out), report, runs, column)
+        report["wealth_plot"] = write_outputs(Path(json_out), report, runs, column)
         print(f"wrote {json_out} and {report['wealth_plot']}")
     if run_dir is not None:
         _audit(run_dir, report, json_out)
@@ -218,7 +214,7 @@ def _iso(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _check_obs_dim(trained: Any, env: PortfolioEnv, run_dir: Path) -> None:
+def _check_obs_dim(trained: Any, env: Any, run_dir: Path) -> None:
     """Refuse a policy whose input or output size does not fit the backtest env."""
     for what, want, have in (("observations", trained.obs_space.shape, env.observation_space.shape),
                              ("actions", trained.action_space.shape, env.action_space.shape)):
@@ -240,101 +236,30 @@ def _overlaps_training(trained: Any, first_day: str, last_day: str) -> bool:
     return after_start and pd.Timestamp(first_day) <= pd.Timestamp(str(train_end))
 
 
-def _report(prices: Path, panel: pd.DataFrame, runs: list[StrategyRun], cfg: PortfolioConfig,
-            column: str) -> dict[str, Any]:
+def _report(prices: Path, universe: Universe, runs: list[StrategyRun], cfg: PortfolioConfig,
+            column: str, raw: pd.DataFrame) -> dict[str, Any]:
     """The JSON/audit record; ``column`` is the strategy under test ("policy" for a run)."""
     by_name = {r.name: r for r in runs}
     return {
         "policy": column,
         "metrics": by_name[column].metrics,
-        "baselines": {b: by_name[b].metrics for b in BASELINE_NAMES},
+        "baselines": {r.name: r.metrics for r in runs if r.name != "policy"},
+        "reference": REFERENCE,
         "prices": str(prices),
         "prices_sha256": file_sha256(prices),
-        "tickers": [str(c) for c in panel.columns],
+        "tickers": list(universe.tickers),
+        "universe": {"listed_late": universe.listed_late, "delisted": universe.delisted,
+                     "filled_gaps": universe.filled_gaps, "dropped": universe.dropped,
+                     "summary": universe.summary()},
+        "survivorship_warning": survivorship_note(raw, universe.tickers),
         "start": runs[0].dates[0],
         "end": runs[0].dates[-1],
         "days": len(runs[0].dates) - 1,
+        "execution_lag_days": cfg.execution_lag_days,
         "cost_rate": cfg.cost_rate,
+        "costs": {k: getattr(cfg, k) for k in COST_KEYS},
+        "safety_layer": {"hard_concentration_cap": cfg.hard_concentration_cap,
+                         "hard_turnover_cap": cfg.hard_turnover_cap},
         "limits": cfg.limits,
         "curves": {r.name: {"dates": r.dates, "wealth": r.wealth.tolist()} for r in runs},
     }
-
-
-ROWS = (  # (label, metric key, format)
-    ("final wealth", "final_wealth", "{:.4f}"),
-    ("annual return", "annual_return", "{:.2%}"),
-    ("annual volatility", "annual_volatility", "{:.2%}"),
-    ("Sharpe", "sharpe", "{:.3f}"),
-    ("Sortino", "sortino", "{:.3f}"),
-    ("max drawdown", "max_drawdown", "{:.2%}"),
-    ("CVaR(95%) daily", "cvar_95", "{:.2%}"),
-    ("avg daily turnover", "avg_daily_turnover", "{:.4f}"),
-    ("total costs", "total_costs", "{:.5f}"),
-    ("solver failures", "solver_failures", "{:d}"),
-)
-
-
-def format_table(runs: list[StrategyRun], column: str, report: dict[str, Any]) -> str:
-    """A plain-text table: one row per metric, one column per strategy (``column`` marked *)."""
-    names = [r.name + ("*" if r.name == column else "") for r in runs]
-    width = max(14, *(len(n) + 1 for n in names))
-    lines = [f"backtest of {report['policy']}: {report['start']}..{report['end']} "
-             f"({report['days']} days, {len(report['tickers'])} tickers, "
-             f"cost {report['cost_rate'] * 1e4:g} bps)"]
-    if report.get("in_sample"):
-        lines.append("WARNING: the window overlaps the policy's training data (in-sample)")
-    lines.append(f"{'':24}" + "".join(f"{n:>{width}}" for n in names))
-    for label, key, fmt in ROWS:
-        cells = [_fmt(fmt, r.metrics[key]) for r in runs]
-        lines.append(f"{label:24}" + "".join(f"{c:>{width}}" for c in cells))
-    for name in COST_NAMES:
-        label = f"days {name} > {report['limits'][name]:g}"
-        lines.append(f"{label:24}" + "".join(f"{r.metrics['breach_days'][name]:>{width}d}"
-                                             for r in runs))
-    return "\n".join(lines)
-
-
-def _fmt(fmt: str, value: float) -> str:
-    return "n/a" if isinstance(value, float) and not math.isfinite(value) else fmt.format(value)
-
-
-def _write_outputs(json_out: Path, report: dict[str, Any], runs: list[StrategyRun],
-                   column: str) -> str:
-    """Write the JSON and the wealth-curve PNG beside it; returns the PNG's file name."""
-    png = json_out.with_suffix(".png")
-    report = {**report, "wealth_plot": png.name}
-    path = json_out
-    try:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(to_jsonable(report), indent=2) + "\n", encoding="utf-8")
-        path = png
-        plot_wealth(runs, png, column, title=f"{report['policy']}, {report['start']}.."
-                                             f"{report['end']}, {report['cost_rate'] * 1e4:g} bps")
-    except OSError as exc:
-        raise UserError(f"--json: cannot write {path} ({exc.strerror or exc})") from None
-    return png.name
-
-
-def plot_wealth(runs: list[StrategyRun], png: Path, column: str, title: str = "") -> None:
-    """Wealth curves and drawdowns of every strategy (``column`` drawn bold), to a PNG."""
-    # The object-oriented API with an explicit Agg canvas: no global backend switch, no display.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 6.5), tight_layout=True)
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    for r in runs:
-        dates = pd.to_datetime(r.dates)
-        bold = r.name == column
-        top.plot(dates, r.wealth, label=r.name, linewidth=2.2 if bold else 1.2)
-        bottom.plot(dates, 1.0 - r.wealth / np.maximum.accumulate(r.wealth),
-                    linewidth=2.2 if bold else 1.0)
-    top.set_title(title)
-    top.set_ylabel("wealth (start = 1, net of costs)")
-    top.legend(loc="upper left")
-    top.grid(True, alpha=0.3)
-    bottom.set_ylabel("drawdown")
-    bottom.invert_yaxis()
-    bottom.grid(True, alpha=0.3)
-    fig.savefig(png, dpi=110)
