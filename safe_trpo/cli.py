@@ -44,12 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backtest", help="backtest a policy or baseline on a price file")
     b.add_argument("--prices", type=Path, required=True)
     b.add_argument("--policy", required=True,
-                   help="run folder, or equal-weight | buy-and-hold | min-variance | "
-                        "mean-variance")
+                   help="run folder, or equal-weight | buy-and-hold | inverse-vol | risk-parity "
+                        "| min-variance | mean-variance")
     b.add_argument("--start")
     b.add_argument("--end")
-    b.add_argument("--cost-bps", type=float)
     b.add_argument("--json", type=Path)
+    _market_args(b)
+
+    wf = sub.add_parser("walkforward", help="train on rolling windows, backtest each on the next")
+    wf.add_argument("scenario", type=Path)
+    wf.add_argument("--prices", type=Path, required=True)
+    wf.add_argument("--train-years", type=float, required=True)
+    wf.add_argument("--test-years", type=float, required=True)
+    wf.add_argument("--seeds", default="0", help="e.g. 0-4 or 0,3")
+    wf.add_argument("--windows", type=_positive_int, help="at most this many (the latest)")
+    wf.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    wf.add_argument("--out", type=Path, default=Path("reports"))
+    _market_args(wf)
 
     rv = sub.add_parser("review", help="start the Streamlit review app")
     rv.add_argument("--reports", type=Path, default=Path("reports"))
@@ -69,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("keys", help="list every scenario key with its default and meaning")
     return p
+
+
+def _market_args(p: argparse.ArgumentParser) -> None:
+    """Execution and cost options shared by backtest and walkforward (see envs.portfolio)."""
+    p.add_argument("--cost-bps", type=float, help="fees, bps of the traded amount (default 10)")
+    p.add_argument("--execution-lag-days", type=int, help="fill at close t+lag (default 1)")
+    p.add_argument("--half-spread-bps", type=float, help="half the bid-ask spread (default 0)")
+    p.add_argument("--impact-coef", type=float, help="square-root impact coefficient (0 = off)")
+    p.add_argument("--aum-to-adv", type=float, help="portfolio value / daily traded value")
+    p.add_argument("--cash-rate", type=float, help="annual rate earned by cash (default 0)")
+
+
+def _market(args: argparse.Namespace) -> dict[str, object]:
+    hs = args.half_spread_bps
+    return {"execution_lag_days": args.execution_lag_days,
+            "half_spread": None if hs is None else hs / 1e4, "impact_coef": args.impact_coef,
+            "aum_to_adv": args.aum_to_adv, "cash_rate": args.cash_rate}
 
 
 def _positive_int(text: str) -> int:
@@ -138,7 +166,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from safe_trpo.finance.backtest import run_backtest_command
 
         return run_backtest_command(args.prices, args.policy, args.start, args.end,
-                                    args.cost_bps, args.json)
+                                    args.cost_bps, args.json, _market(args))
+    if args.command == "walkforward":
+        from safe_trpo.finance.walkforward import run_walkforward_command
+
+        return run_walkforward_command(args, _market(args))
     if args.command == "review":
         from safe_trpo.review.launch import launch
 

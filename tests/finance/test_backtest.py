@@ -30,8 +30,10 @@ def test_equal_weight_backtest_matches_hand_computation():
                           "B": [20, 20, 20, 19, 20.9, 20.9],
                           "C": [5, 5, 5, 5.5, 5.5, 4.95]}, index=dates, dtype=float)
     c = 0.002
-    (run,) = backtest(panel, [EqualWeight()], {"window": 2, "cost_rate": c,
-                                               "turnover_cap": 0.2}, str(dates[2].date()))
+    # Execution lag 0 (filled at the deciding close) and no band (daily rebalancing).
+    (run,) = backtest(panel, [EqualWeight(band=0)],
+                      {"window": 2, "cost_rate": c, "turnover_cap": 0.2,
+                       "execution_lag_days": 0}, str(dates[2].date()))
     # Close of day 2: buy 1/3 of each from cash: turnover 1. Day 3 moves: 1.1, 0.95, 1.1.
     w1 = (1 - c * 1.0) * (1.1 + 0.95 + 1.1) / 3
     # Drifted (1.1, 0.95, 1.1) / 3.15 back to 1/3 each = (1.05, 1.05, 1.05) / 3.15.
@@ -97,7 +99,7 @@ def test_policy_strategy_goes_through_the_same_accounting():
     kw = {"window": 10}
     run_p, run_f = backtest(panel, [policy, FixedWeights([0.25] * 4)], kw, start)
     assert np.allclose(run_p.wealth, run_f.wealth, rtol=0, atol=1e-12)
-    assert fake.resets == 1 and set(fake.shapes) == {(1, 10 * 3 + 8)}
+    assert fake.resets == 1 and set(fake.shapes) == {(1, 10 * 3 + 11)}
     assert len(fake.shapes) == len(run_p.wealth) - 1 == 200 - 71
 
 
@@ -142,7 +144,17 @@ def test_backtest_command_on_shipped_data(tmp_path, capsys, policy):
     for name in BASELINE_NAMES:
         metrics = report["baselines"][name]
         for key, value in metrics.items():
-            if key != "breach_days":
+            if key == "sharpe_ci95":
+                lo, hi = value
+                assert lo < metrics["sharpe"] < hi, name
+            elif key == "vs_equal_weight":
+                assert (value is None) == (name == "equal-weight")
+                if value is not None:
+                    lo, hi = value["ci95"]
+                    assert lo <= value["sharpe_diff"] <= hi and 0 < value["p_value"] <= 1
+            elif key == "information_ratio" and name == "equal-weight":
+                assert value is None  # NaN (no active return against itself) is null in JSON
+            elif key != "breach_days":
                 assert value is not None and math.isfinite(value), (name, key)
         assert metrics["avg_daily_turnover"] >= 1.0 / report["days"]  # the initial allocation
         assert metrics["final_wealth"] > 0.5
@@ -156,7 +168,7 @@ def install_fake_policy_io(monkeypatch, tickers, n_actions, train=("2010-01-01",
     """A stand-in for safe_trpo.run.policy_io: same attributes as TrainedPolicy (scenario,
     obs_space,
     action_space, act, reset); observation size for window 10."""
-    obs_dim = 10 * len(tickers) + 2 * len(tickers) + 2
+    obs_dim = 10 * len(tickers) + 3 * len(tickers) + 2
     trained = types.SimpleNamespace(
         scenario=types.SimpleNamespace(env=types.SimpleNamespace(
             id="SafeTRPO/Portfolio-v0", num_envs=1, data_files={"prices": str(STOCKS)},
@@ -257,7 +269,7 @@ def test_policy_with_the_wrong_shape_is_refused(tmp_path, monkeypatch):
     good = trained.obs_space
     trained.obs_space = spaces.Box(-1.0, 1.0, shape=(99,), dtype=np.float32)
     with pytest.raises(UserError, match=r"observations have shape \(99,\), the backtest env's "
-                                        r"\(38,\)"):
+                                        r"\(41,\)"):
         run_backtest_command(STOCKS, str(tmp_path / "run"), None, None, None, None)
     trained.obs_space, trained.action_space = good, spaces.Box(-1.0, 1.0, shape=(5,))
     with pytest.raises(UserError, match=r"actions have shape \(5,\), the backtest env's "
