@@ -99,7 +99,8 @@ def run_walkforward_command(args: argparse.Namespace, market: dict[str, Any]) ->
         overrides["cost_rate"] = args.cost_bps / 1e4
     per_window, status_ok = [], True
     for k, w in enumerate(windows):
-        sets = list(args.set) + [f"env.kwargs.{key}={w[key]}" for key in DATE_KEYS] + [
+        # Quoted: a bare TOML date would reach the scenario digest as a datetime.date.
+        sets = list(args.set) + [f"env.kwargs.{key}=\"{w[key]}\"" for key in DATE_KEYS] + [
             f"env.data_files.prices={json.dumps(str(prices))}"]
         plan = plan_sweep([args.scenario], args.seeds, sets, wf_dir / f"w{k}")
         print(f"window {k}: train {w['train_start']}..{w['train_end']}, test "
