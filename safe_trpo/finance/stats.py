@@ -78,7 +78,8 @@ def sharpe_interval(returns: np.ndarray, idx: np.ndarray | None = None) -> list[
     idx = bootstrap_indices(r.size) if idx is None else idx
     draws = sharpe(r[idx], axis=1)
     lo, hi = np.nanquantile(draws, [0.025, 0.975])
-    return [float(lo), float(hi)]
+    # Rounded: the Monte Carlo error of the bounds is ~0.02, more digits would be noise.
+    return [round(float(lo), 4), round(float(hi), 4)]
 
 
 def paired_comparison(returns: np.ndarray, reference: np.ndarray,
@@ -99,7 +100,7 @@ def paired_comparison(returns: np.ndarray, reference: np.ndarray,
     # Centred at the observed difference: the bootstrap law of (d* - d) stands in for that of
     # (d - true difference) under the null of no difference.
     extreme = int(np.sum(np.abs(draws - diff) >= abs(diff)))
-    return {"sharpe_diff": diff, "ci95": [float(lo), float(hi)],
+    return {"sharpe_diff": diff, "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "p_value": (extreme + 1) / (draws.size + 1), "reps": int(draws.size),
             "mean_block_days": default_block(r.size)}
 

@@ -133,6 +133,9 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
             out.update({f"{k}.{kk}": vv for kk, vv in _scalars(v).items() if "." not in kk})
         elif isinstance(v, (int, float, str, bool)) or v is None:
             out[k] = v
+        elif (isinstance(v, list) and len(v) == 2
+              and all(isinstance(x, (int, float)) for x in v)):
+            out[k] = f"{v[0]:.2f} .. {v[1]:.2f}"  # an interval, e.g. sharpe_ci95
     return out
 
 
