@@ -1,8 +1,10 @@
 """Portfolio environment, price loading and backtest accounting (``SafeTRPO/Portfolio-v0``)."""
 
 from envs.portfolio.env import PortfolioConfig, PortfolioEnv, PortfolioVectorEnv
-from envs.portfolio.prices import load_prices, select_window, validate_panel
+from envs.portfolio.prices import load_prices, read_panel, select_window, validate_panel
 from envs.portfolio.synthetic import SyntheticConfig, synthetic_prices
+from envs.portfolio.universe import Universe, build_universe
 
 __all__ = ["PortfolioConfig", "PortfolioEnv", "PortfolioVectorEnv", "SyntheticConfig",
-           "load_prices", "select_window", "synthetic_prices", "validate_panel"]
+           "Universe", "build_universe", "load_prices", "read_panel", "select_window",
+           "synthetic_prices", "validate_panel"]

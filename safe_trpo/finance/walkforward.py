@@ -70,6 +70,7 @@ def run_walkforward_command(args: argparse.Namespace, market: dict[str, Any]) ->
     """The ``walkforward`` subcommand (arguments as in ``safe_trpo.cli``); exit 0 when every
     run completed and was backtested, 1 otherwise."""
     from safe_trpo.config import load_scenario
+    from safe_trpo.report.build import write_report
     from safe_trpo.sweep.plan import parse_seeds, plan_sweep
     from safe_trpo.sweep.runner import run_sweep
     from safe_trpo.sweep.summary import find_done_run
@@ -118,6 +119,7 @@ def run_walkforward_command(args: argparse.Namespace, market: dict[str, Any]) ->
                                            overrides, trained, run_dir)
             report["walkforward"] = {"id": wf_id, "window": k}
             _audit(run_dir, report, None)
+            write_report(run_dir)  # the run's report now shows its out-of-sample backtest
             entry["runs"].append({"seed": job.seed, "run": str(run_dir), "status": "completed",
                                   "report": str(run_dir / "report.html"),
                                   "returns": {r.name: r.returns.tolist() for r in runs}})
