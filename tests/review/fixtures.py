@@ -60,7 +60,8 @@ def update_line(u: int, costs: dict[str, list[float | None]], limits: dict[str, 
             "constraints": constraints, "cpo": cpo, "value_loss": 0.5, "wall_s": 0.1}
 
 
-BACKTEST_BASELINES = ("equal-weight", "buy-and-hold", "min-variance", "mean-variance")
+BACKTEST_BASELINES = ("equal-weight", "buy-and-hold", "inverse-vol", "risk-parity", "min-variance",
+                      "mean-variance")
 
 
 def backtest_metrics(sharpe: float, breach_drawdown: int) -> dict[str, Any]:
