@@ -17,6 +17,7 @@ same construction with a studentised statistic).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -50,13 +51,17 @@ def stationary_bootstrap_indices(n: int, reps: int, block: float,
     return (first_index + (pos - last_start)) % n
 
 
+@functools.lru_cache(maxsize=2)
 def bootstrap_indices(n: int, reps: int = REPS, block: float | None = None,
                       seed: int = SEED) -> np.ndarray:
     """Stationary-bootstrap indices for ``n`` days (mean block ``block``, default
     :func:`default_block`), seeded: every strategy of one backtest is resampled on the same
-    days, which makes the paired comparisons paired and costs one draw per backtest."""
+    days, which makes the paired comparisons paired and costs one draw per backtest (the last
+    two draws are cached)."""
     rng = np.random.default_rng(seed)
-    return stationary_bootstrap_indices(n, reps, block or default_block(n), rng)
+    idx = stationary_bootstrap_indices(n, reps, block or default_block(n), rng)
+    idx.flags.writeable = False  # cached and shared: nobody may change it
+    return idx
 
 
 def sharpe(returns: np.ndarray, axis: int = -1) -> np.ndarray | float:
