@@ -77,6 +77,9 @@ def run_walkforward_command(args: argparse.Namespace, market: dict[str, Any]) ->
 
     prices = Path(args.prices).resolve()
     scenario = load_scenario(args.scenario, list(args.set))
+    if scenario.env.id != "SafeTRPO/Portfolio-v0" and "envs.portfolio" not in scenario.env.id:
+        raise UserError(f"{args.scenario}: walk-forward needs a portfolio scenario "
+                        f"(env id SafeTRPO/Portfolio-v0), got '{scenario.env.id}'")
     tickers = scenario.env.kwargs.get("tickers")
     raw = read_panel(prices)
     cols = [t for t in (tickers or raw.columns) if t in raw.columns]
