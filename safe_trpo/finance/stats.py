@@ -82,6 +82,8 @@ def sharpe_interval(returns: np.ndarray, idx: np.ndarray | None = None) -> list[
         return [math.nan, math.nan]
     idx = bootstrap_indices(r.size) if idx is None else idx
     draws = sharpe(r[idx], axis=1)
+    if np.isnan(draws).all():  # e.g. all cash: no volatility, so no Sharpe ratio
+        return [math.nan, math.nan]
     lo, hi = np.nanquantile(draws, [0.025, 0.975])
     # Rounded: the Monte Carlo error of the bounds is ~0.02, more digits would be noise.
     return [round(float(lo), 4), round(float(hi), 4)]
