@@ -101,11 +101,18 @@ def _finish(outcome: object) -> int:
 
 def _verify(run: Path) -> int:
     from safe_trpo.record.audit import verify_run
+    from safe_trpo.record.signoff import signoff_states
+    from safe_trpo.record.verdict import integrity_word, run_verdict
 
     verdict = verify_run(run)
     print(verdict.summary)
     for problem in verdict.file_problems[1:]:
         print(f"  also: {problem}")
+    lines = verdict.chain.lines  # only verified lines feed the verdict
+    whole = run_verdict(lines, integrity_word(verdict.chain.status, verdict.file_problems),
+                        signoff_states(lines, run_verified=verdict.ok))
+    # The exit code is integrity's alone; the last line says what the record shows.
+    print(f"{'INTEGRITY OK' if verdict.ok else 'INTEGRITY NOT OK'}: {whole.headline()}")
     return 0 if verdict.ok else 1
 
 

@@ -28,6 +28,7 @@ from safe_trpo.report.plots import (
     training_plots,
     violated,
 )
+from safe_trpo.report.verdict_html import verdict_block
 
 CAP_RESULTS = 5  # latest evaluation / backtest lines shown
 
@@ -41,7 +42,7 @@ def _glance(f: RunFacts) -> str:
     stale = sum(s.stale for s in states)
     redone = (f" ({t.superseded} more rows superseded: redone after a resume, not counted)"
               if t.superseded else "")
-    return kv_table([
+    return verdict_block(f) + kv_table([
         ("Updates recorded",
          f"{len(t)} of {text(f.start.get('planned_updates'))} planned{redone}"),
         ("Updates that violated a limit", f"{any_viol} ("
