@@ -42,8 +42,9 @@ def verdict_block(f: RunFacts) -> str:
     """The verdict as a coloured box: status, integrity, limits (with counts), sign-offs."""
     v = report_verdict(f)
     within, level = _WITHIN[v.limits.within]
-    basis = {"evaluation": f"final policy on evaluation ({v.limits.detail})",
-             "end of training": f"end of training, {v.limits.detail} (not evaluated: run "
+    detail = esc(v.limits.detail)  # carries values from the record: untrusted
+    basis = {"evaluation": f"final policy on evaluation ({detail})",
+             "end of training": f"end of training, {detail} (not evaluated: run "
                                 "<code>safe-trpo evaluate</code>)",
              "none": "no update rows"}[v.limits.basis]
     final = {c.name: c for c in v.limits.counts}
