@@ -88,6 +88,9 @@ def styled_runs(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
     return (frame.style
             .map(level(runs.INTEGRITY_LEVELS), subset=["integrity"])
             .map(level(runs.SIGNOFF_LEVELS), subset=["sign-off"])
+            .map(lambda v: CELL_STYLES["good" if v.startswith("within") else "bad"
+                                       if v.startswith("OVER") else "warn"],
+                 subset=["limits at end"])
             .map(lambda v: CELL_STYLES["bad" if pd.notna(v) and v < 0 else ""],
                  subset=["worst margin, last update"])
             .map(lambda v: CELL_STYLES["warn" if v else ""], subset=["updates violating"])
@@ -108,7 +111,10 @@ def runs_page(root: Path) -> None:
     st.caption(f"{len(shown)} of {len(frame)} runs. Click a column header to sort. "
                "**Worst margin, last update**: the smallest (limit - episode cost) over the "
                "constraints of the last update; negative means violated. **Updates violating**: "
-               "updates in which any constraint's episode cost exceeded its limit.")
+               "updates in which any constraint's episode cost exceeded its limit. "
+               "**Limits at end**: whether any episode of the final policy's evaluation (or, "
+               "without one, of the last updates) went over a limit; **training episodes over "
+               "limit**: over / episodes, per constraint.")
     st.dataframe(styled_runs(shown.drop(columns="problem")), hide_index=True, key="runs_table",
                  column_config={
                      "integrity": st.column_config.TextColumn(

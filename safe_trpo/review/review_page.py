@@ -16,6 +16,7 @@ from safe_trpo.record import signoff
 from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, RED, UPDATE_AXIS, chart, flagged_chart, line
 from safe_trpo.review.frames import md
+from safe_trpo.review.verdict_view import verdict_panel
 
 
 def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None) -> None:
@@ -46,6 +47,7 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
         st.warning(f"{md(run_id)}: {md(detail.problem)}")
     if verdict is None:
         return
+    verdict_panel(summary.verdict)
     cols = st.columns(5)
     cols[0].metric("Status", summary.status)
     cols[1].metric("Updates", summary.updates)

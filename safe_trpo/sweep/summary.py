@@ -9,11 +9,13 @@ How a run's result is measured: the *final return* is the mean of the non-null `
 values of the run's last ``FINAL_WINDOW`` current update rows (rows redone after a resume count
 once, see ``report_plots.current_updates``), and a constraint's *final episode cost* is
 the mean of the non-null ``ep_cost`` values of the same rows. One row's batch holds only a few
-episodes, so averaging the last rows cuts that noise while still describing the end of training;
-a deterministic evaluation would be the better figure but costs more than the training of a small
-run. A run *ends within its limits* when every constraint's final episode cost is known and at
-most its limit; a cost that is unknown (no episode finished in the window) is reported as
-unknown, never as within.
+episodes, so averaging the last rows cuts that noise while still describing the end of training.
+
+Whether a run *ends within its limits* is not judged from those means: it is the one rule of
+``safe_trpo.record.verdict`` (``limits_at_end``), which the review app and the report use too: no
+episode over any limit in the final policy's evaluation, or without one in the episodes of the
+last ``END_WINDOW`` update rows. A count that cannot be established is unknown, never within.
+Each run also carries its training totals: episodes over each limit and the worst episode.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AUDIT_FILE, read_lines, verify_run
+from safe_trpo.record.verdict import END_WINDOW, integrity_word, limits_at_end, training_totals
 from safe_trpo.report.html import atomic_write
 from safe_trpo.report.plots import current_updates
 from safe_trpo.sweep.plan import DataFiles, data_files_key
@@ -36,7 +39,7 @@ from safe_trpo.sweep.plan import DataFiles, data_files_key
 if TYPE_CHECKING:
     from safe_trpo.sweep.plan import Job, SweepPlan
 
-FINAL_WINDOW = 5  # update rows averaged into a run's final return and final costs
+FINAL_WINDOW = END_WINDOW  # update rows averaged into a run's final return and final costs
 SUMMARY_FILE = "sweep.json"
 HTML_FILE = "sweep.html"
 ATTEMPTS_FILE = "attempts.jsonl"
@@ -100,12 +103,14 @@ def run_result(run_dir: Path) -> dict[str, Any]:
     verdict = verify_run(run_dir)
     lines = read_lines(run_dir)
     rows = current_updates(lines)
+    # The verdict reads only what verified (as the app does); the means keep reading all rows.
+    end = limits_at_end(verdict.chain.lines)
+    totals = training_totals(verdict.chain.lines)
     superseded = sum(ln.get("type") == "update" for ln in lines) - len(rows)
     start = next((ln for ln in lines if ln.get("type") == "run_started"), {})
     limits = {c["name"]: c["limit"] for c in start.get("scenario", {}).get("constraints", [])}
     ends = [ln for ln in lines if ln.get("type") == "run_finished"]
     costs = {name: _window_mean(rows, lambda r, n=name: _cost(r, n)) for name in limits}
-    known = all(v is not None for v in costs.values())
     report = run_dir / "report.html"
     return {
         "run_status": ends[-1].get("status") if ends else "unfinished",
@@ -114,7 +119,12 @@ def run_result(run_dir: Path) -> dict[str, Any]:
         "superseded_updates": superseded,
         "final_return": _window_mean(rows, lambda r: r.get("return_mean")),
         "final_costs": costs, "limits": limits,
-        "within_limits": (all(costs[n] <= limits[n] for n in limits) if known else None),
+        "within_limits": end.within, "within_basis": end.basis,
+        "kept_at_end": {c.name: c.kept for c in end.counts},
+        "integrity": integrity_word(verdict.chain.status, verdict.file_problems),
+        "episodes_over": {c.name: c.over for c in totals},
+        "episodes": {c.name: c.episodes for c in totals},
+        "worst_episode": {c.name: c.worst for c in totals},
         "report": report if report.is_file() else None,
     }
 
@@ -186,10 +196,18 @@ def config_summary(label: str, key: str, overrides: list[str],
     for name in names:
         costs = [r["final_costs"][name] for r in done if r["final_costs"].get(name) is not None]
         limit = done[0]["limits"][name]
+        kept = [r.get("kept_at_end", {}).get(name) for r in done]
+        overs = [r.get("episodes_over", {}).get(name) for r in done]
+        worst = [w for r in done if (w := r.get("worst_episode", {}).get(name)) is not None]
         constraints.append({
             "name": name, "limit": limit, "ep_cost": spread(costs),
-            "frac_within": (sum(c <= limit for c in costs) / len(done)),
-            "n_unknown": len(done) - len(costs)})
+            # The verdict's rule per constraint: no episode over it at the end.
+            "frac_within": sum(k is True for k in kept) / len(done),
+            "n_unknown": len(done) - len(costs),
+            "training_episodes_over": (sum(overs) if all(o is not None for o in overs)
+                                       else None),
+            "training_episodes": sum(r.get("episodes", {}).get(name) or 0 for r in done),
+            "training_worst_episode": max(worst) if worst else None})
     within = [r["within_limits"] for r in done]
     return {
         "label": label, "key": key, "overrides": overrides, "n_runs": len(runs),
@@ -227,8 +245,11 @@ def build_summary(plan: SweepPlan, backend: str, skipped: int, ran: int) -> dict
 
 _METHOD = (f"Final return and final episode cost: mean over the last {FINAL_WINDOW} update rows "
            "of each run (non-null values). Spread across seeds: median, IQR [q25, q75] and "
-           "min-max over completed runs. A run ends within its limits when every final cost is "
-           "known and at most its limit.")
+           "min-max over completed runs. A run ends within its limits when no episode went over "
+           "any limit in the final policy's evaluation or, without one, in the last "
+           f"{END_WINDOW} update rows (the rule the review app and the report use); unknown "
+           "counts as not within. Training episodes over each limit are totals over all "
+           "training episodes of the completed runs.")
 
 
 def write_summary(sweep_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
@@ -265,8 +286,21 @@ def summary_table(summary: dict[str, Any]) -> list[dict[str, str]]:
                              + (f", {c['n_failed']} failed" if c["n_failed"] else "")
                              + (f", {c['n_pending']} pending" if c["n_pending"] else ""),
                      "final return": fmt_spread(c["return"]), "episode cost vs limit": costs,
-                     "within all limits": fmt_frac(c["frac_within_all_limits"])})
+                     "within all limits": fmt_frac(c["frac_within_all_limits"]),
+                     "training episodes over limit": _overs(c)})
     return rows
+
+
+def _overs(config: dict[str, Any]) -> str:
+    """``speed 12 of 4000 (worst 31)`` per constraint, over the completed runs' training."""
+    parts = []
+    for k in config["constraints"]:
+        over = k.get("training_episodes_over")
+        count = ("not recorded" if over is None
+                 else f"{over} of {k.get('training_episodes', 0)}")
+        worst = k.get("training_worst_episode")
+        parts.append(f"{k['name']} {count}" + ("" if worst is None else f" (worst {fmt(worst)})"))
+    return "; ".join(parts) or "n/a"
 
 
 def summary_text(summary: dict[str, Any]) -> str:
@@ -337,7 +371,13 @@ def _runs_table(config: dict[str, Any]) -> str:
     for r in config["runs"]:
         target = r["report"] or (r["run_dir"] + "/" if r["run_dir"] else None)
         costs = [fmt(r.get("final_costs", {}).get(n)) for n in names]
-        within = {True: "yes", False: "no", None: "unknown"}[r.get("within_limits")]
+        within = {True: "yes", False: "NO", None: "unknown"}[r.get("within_limits")]
+        if r.get("within_basis"):
+            within += f" ({r['within_basis']})"
+        overs = r.get("episodes_over") or {}
+        within += "; training episodes over: " + (", ".join(
+            f"{n} {'not recorded' if overs.get(n) is None else overs[n]}" for n in names)
+            or "none")
         rows.append([_e(r["seed"]), _e(r["state"]), _e(r["attempts"]),
                      _e(r["verify"] or "no run folder"),
                      _e(fmt(r.get("final_return"))), *map(_e, costs), _e(within),
