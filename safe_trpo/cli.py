@@ -67,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, default=2)
     sw.add_argument("--out", type=Path, default=Path("reports"))
 
-    sub.add_parser("keys", help="list every scenario key with its default and meaning")
+    sub.add_parser("keys", help="list every scenario key with its default and meaning "
+                                "(environment kwargs and cost names: safe-trpo envs)")
+    sub.add_parser("envs", help="list every environment: cost names, kwargs, episode length, "
+                                "an example scenario")
     return p
 
 
@@ -88,6 +91,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None:
         overrides.append(f"run.out_dir={json.dumps(str(args.out))}")  # a TOML basic string
     scenario = load_scenario(args.scenario, overrides)
+    from safe_trpo.run.env_catalog import warn
+
+    warn(scenario, "train")
     outcome = start_run(scenario, progress=not args.no_progress)
     return _finish(outcome)
 
@@ -159,6 +165,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from safe_trpo.config import describe_fields
 
         print(describe_fields())
+        print("\n[env] kwargs and the cost names a [[constraints]] name may take depend on "
+              "the environment: run `safe-trpo envs`.")
+        return 0
+    if args.command == "envs":
+        from safe_trpo.run.env_catalog import describe_envs
+
+        print(describe_envs())
         return 0
     raise AssertionError(args.command)
 

@@ -31,6 +31,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AuditLog, file_sha256
 from safe_trpo.record.run_record import read_run_record
 from safe_trpo.run.checkpoint import load_state, new_state, save_checkpoint
+from safe_trpo.run.env_catalog import check_constraint_names
 from safe_trpo.run.make_env import make_vector_env
 
 # Resumed runs re-seed their environments (env states are not checkpointable in general);
@@ -97,6 +98,7 @@ def _make_run_dir(scenario: Scenario) -> Path:
 
 def start_run(scenario: Scenario, progress: bool = True) -> RunOutcome:
     """Train ``scenario`` from scratch in a new run folder under ``[run] out_dir``."""
+    check_constraint_names(scenario)  # before any folder exists
     torch.manual_seed(scenario.run.seed)
     torch.set_num_threads(scenario.run.torch_threads)
     envs = make_vector_env(scenario.env)
