@@ -66,6 +66,13 @@ class EnvInfo:
             return ("cost", *named)
         return None
 
+    def cost_unit(self, name: str) -> str | None:
+        """The unit of ``name``'s episode sum: the last parenthesis of its ``costs`` text."""
+        text = self.costs.get(name, "").rstrip()
+        if not text.endswith(")") or "(" not in text:
+            return None
+        return text[text.rindex("(") + 1:-1] or None
+
     def kwarg_docs(self) -> list[KwargDoc]:
         """Every constructor kwarg with its default and docstring (empty if undocumented)."""
         if self.kwargs is None:

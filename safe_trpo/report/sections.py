@@ -22,13 +22,14 @@ from safe_trpo.report.plots import (
     constraint_summary,
     cpo_summary,
     current_updates,
+    final_evaluation,
     line_search_summary,
     num,
     render_png,
     training_plots,
     violated,
 )
-from safe_trpo.report.verdict_html import verdict_block
+from safe_trpo.report.verdict_html import cost_units, verdict_block
 
 CAP_RESULTS = 5  # latest evaluation / backtest lines shown
 
@@ -121,7 +122,7 @@ def _training_section(f: RunFacts) -> str:
     resumes = tuple(x for x in (num(r.get("from_update")) for r in f.of_type("resumed"))
                     if math.isfinite(x))
     figs = []
-    for spec in training_plots(t, resumes):
+    for spec in training_plots(t, resumes, final_evaluation(f.lines), cost_units(f)):
         try:
             uri, bucket = render_png(spec)
         except (ValueError, OverflowError) as exc:  # e.g. values near 1e308 from a divergence

@@ -24,6 +24,24 @@ def report_verdict(f: RunFacts) -> Verdict:
                        signoff_states(lines, run_verified=f.verdict.ok))
 
 
+def cost_units(f: RunFacts) -> dict[str, str]:
+    """Constraint name -> unit of its episode cost, from the environment's ``ENV_INFO`` (empty
+    when the environment does not say, or cannot be looked up here)."""
+    env_id = f.section("env").get("id")
+    if not isinstance(env_id, str):
+        return {}
+    try:
+        from safe_trpo.run.env_catalog import env_info
+
+        info = env_info(env_id)
+    except Exception:  # noqa: BLE001  (a report is still written without units)
+        return {}
+    if info is None:
+        return {}
+    names = list(f.updates.cons)
+    return {n: u for n in names if (u := info.cost_unit(n))}
+
+
 def _count(c: LimitCount | None) -> str:
     if c is None:
         return "not recorded"
