@@ -140,3 +140,12 @@ def test_check_skips_envs_without_info() -> None:
     scenario = load_scenario(SCENARIOS / "pendulum_trpo.toml")
     check_constraint_names(scenario)  # no ENV_INFO for Pendulum-v1: left to the first step
     assert env_catalog.env_info(scenario.env.id) is None
+
+
+def test_a_sweep_with_a_wrong_cost_name_stops_before_any_run(tmp_path: Path) -> None:
+    from safe_trpo.sweep.plan import plan_sweep
+
+    with pytest.raises(UserError, match="reports no such cost"):
+        plan_sweep([SCENARIOS / "speed_limit_cpo.toml"], "0",
+                   ['constraints.speed.name="sped"'], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
