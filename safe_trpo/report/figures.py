@@ -104,6 +104,7 @@ class Marks:
     y: np.ndarray
     color: str = VIOLATION_COLOR
     marker: str = "x"
+    counted: bool = True  # the legend adds "(number of points)"
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,7 @@ def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
         if len(mark.x):
             mx, my = thin_marks(mark.x, mark.y, max_points)
             ax.plot(mx, my, ls="none", marker=mark.marker, ms=5, color=mark.color,
-                    label=f"{mark.label} ({len(mark.x)})")
+                    label=f"{mark.label} ({len(mark.x)})" if mark.counted else mark.label)
     for i, at in enumerate(spec.resumes):
         ax.axvline(at, color=RESUME_COLOR, ls=":", lw=1.0, label="resumed" if i == 0 else None)
     if spec.clip_at is not None:

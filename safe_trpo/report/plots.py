@@ -187,8 +187,20 @@ def final_evaluation(lines: list[dict[str, Any]]) -> FinalEvaluation | None:
         return None
     ev = found[-1]
     costs = {str(c.get("name")): (num(c.get("ep_cost_mean")), num(c.get("ep_cost_max")),
-                                  c.get("episodes_over")) for c in constraint_rows(ev)}
+                                  _episodes_over(c, ev.get("episodes")))
+             for c in constraint_rows(ev)}
     return FinalEvaluation(ev.get("seq"), ev.get("episodes"), num(ev.get("return_mean")), costs)
+
+
+def _episodes_over(c: dict[str, Any], episodes: Any) -> int | None:
+    """``episodes_over``, or from ``frac_over_limit`` (k / n, so exact) in older records."""
+    over = c.get("episodes_over")
+    if isinstance(over, int) and not isinstance(over, bool):
+        return over
+    frac = num(c.get("frac_over_limit"))
+    if isinstance(episodes, int) and not isinstance(episodes, bool) and math.isfinite(frac):
+        return round(frac * episodes)
+    return None
 
 
 def _clip_at(limit: float, mean: np.ndarray, worst: np.ndarray) -> float | None:
@@ -222,10 +234,10 @@ def _cost_plot(t: UpdateTable, name: str, c: dict[str, np.ndarray], unit: str,
         x = np.array([t.update[-1]])
         over_text = f", {over} of {ev.episodes} over" if isinstance(over, int) else ""
         marks.append(Marks(f"final-policy evaluation (seq {ev.seq}): mean {mean:.3g}"
-                           f"{over_text}", x, np.array([mean]), EVAL_COLOR, "D"))
+                           f"{over_text}", x, np.array([mean]), EVAL_COLOR, "D", counted=False))
         if math.isfinite(worst):
             marks.append(Marks(f"final-policy evaluation: worst episode {worst:.3g}", x,
-                               np.array([worst]), EVAL_COLOR, "*"))
+                               np.array([worst]), EVAL_COLOR, "*", counted=False))
     return PlotSpec(
         f"Constraint '{name}': episode cost per update vs its limit", f"episode cost ({unit})",
         data=tuple(data), refs=(_line(t, f"{name} limit = {limit:.4g} per episode", c["limit"]),),
@@ -256,7 +268,7 @@ def training_plots(t: UpdateTable, resumes: tuple[float, ...],
             marks = (Marks(f"final-policy evaluation (seq {evaluation.seq}, "
                            f"{evaluation.episodes} episodes): {evaluation.return_mean:.4g}",
                            np.array([t.update[-1]]), np.array([evaluation.return_mean]),
-                           EVAL_COLOR, "D"),)
+                           EVAL_COLOR, "D", counted=False),)
         specs.append(PlotSpec("Mean episode return per update",
                               "episode return (sum of rewards)",
                               data=(_line(t, "mean return of the batch's episodes", t.ret),),

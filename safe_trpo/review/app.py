@@ -89,8 +89,8 @@ def styled_runs(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
     return (frame.style
             .map(level(runs.INTEGRITY_LEVELS), subset=["integrity"])
             .map(level(runs.SIGNOFF_LEVELS), subset=["sign-off"])
-            .map(lambda v: CELL_STYLES["good" if v.startswith("within") else "bad"
-                                       if v.startswith("OVER") else "warn"],
+            .map(lambda v: CELL_STYLES["good" if v.startswith("within") and "training" not in v
+                                       else "bad" if v.startswith("OVER") else "warn"],
                  subset=["limits at end"])
             .map(lambda v: CELL_STYLES["bad" if pd.notna(v) and v < 0 else ""],
                  subset=["worst margin, last update"])

@@ -142,12 +142,17 @@ class RunSummary:
 
     @property
     def limits_at_end(self) -> str:
-        """``within (evaluation)`` / ``OVER (end of training)`` / ``unknown (...)``."""
+        """``within (evaluation)`` / ``OVER (end of training)`` / ``unknown (...)``, plus
+        ``; training: N episodes over`` when training episodes went over a limit."""
         if self.verdict is None:
             return "unknown"
         lim = self.verdict.limits
         word = {True: "within", False: "OVER", None: "unknown"}[lim.within]
-        return f"{word} ({lim.basis})"
+        # Never "within" alone while training episodes went over: say how many, in the cell.
+        over = sum(c.over or 0 for c in self.verdict.training)
+        bound = ">=" if any(c.note.startswith("at least") for c in self.verdict.training) else ""
+        return f"{word} ({lim.basis})" + (f"; training: {bound}{over} episodes over"
+                                          if over else "")
 
     @property
     def episodes_over(self) -> str:

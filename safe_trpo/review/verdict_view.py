@@ -23,11 +23,12 @@ def limits_frame(v: Verdict) -> pd.DataFrame:
     rows = []
     for t in v.training:
         c = final.get(t.name)
-        rows.append({"constraint": t.name, "limit (episode cost)": t.limit,
-                     "final: episodes over limit": _count(c),
-                     "final: worst episode": None if c is None else c.worst,
-                     "training: episodes over limit": _count(t),
-                     "training: worst episode": t.worst})
+        # Short headers: the table must fit the page without cutting a column off.
+        rows.append({"constraint": t.name, "limit": t.limit,
+                     "end: episodes over": _count(c),
+                     "end: worst episode": None if c is None else c.worst,
+                     "training: episodes over": _count(t),
+                     "training: worst": t.worst})
     return pd.DataFrame(rows)
 
 
@@ -43,12 +44,13 @@ def verdict_panel(v: Verdict | None) -> None:
     status = md(v.status_text()).replace("FAILED", "**FAILED**").replace(
         "INTERRUPTED", "**INTERRUPTED**")
     over = sum(c.over or 0 for c in v.training)
+    bound = "at least " if any(c.note.startswith("at least") for c in v.training) else ""
     body = "  \n".join([
         f"**Verdict.** Status: {status} · integrity: **{md(v.integrity)}**",
         f"Limits at the end: {within} {basis}; {md(v.limits.detail)}",
-        f"Training: {over} episode(s) over a limit in total"
-        + ("" if all(c.over is not None for c in v.training) else " (counts partly not "
-                                                                  "recorded)"),
+        f"Training: {bound}{over} episode(s) over a limit in total"
+        + ("" if all(c.over is not None and not c.note for c in v.training)
+           else " (episode counts partly not recorded: older record)"),
         f"Sign-offs: {md(v.signoffs.text())}"])
     {"ok": st.success, "warn": st.warning, "bad": st.error}[v.level](body)
     if v.training:

@@ -63,9 +63,11 @@ def test_report_app_sweep_and_verify_agree(tmp_path: Path, monkeypatch, capsys) 
     assert summary["constraints"][0]["training_episodes_over"] == 2
 
     listed = {s.run_id: s for s in runs.RunCache().summaries(root)}
-    assert listed["over"].limits_at_end == "OVER (end of training)"
+    assert listed["over"].limits_at_end == "OVER (end of training); training: 1 episodes over"
     assert listed["clean"].limits_at_end == "within (end of training)"
-    assert listed["evaluated"].limits_at_end == "within (evaluation)"
+    # Within on evaluation, but the list does not say "within" without the training count.
+    assert listed["evaluated"].limits_at_end == \
+        "within (evaluation); training: 1 episodes over"
     assert listed["evaluated"].episodes_over == "speed 1/24"
 
     page = build_report_html(over)
