@@ -336,8 +336,11 @@ def test_rerun_skips_finished_runs_without_calling_the_job(local_sweep, monkeypa
 
 def test_failed_runs_are_reported_and_only_they_rerun(tmp_path: Path, monkeypatch, capsys) -> None:
     good = write(tmp_path / "good.toml", TINY)
-    # The env reports no cost_heat: start_run fails after it has made the run folder.
-    heat = write(tmp_path / "heat.toml", TINY.replace('name = "speed"', 'name = "heat"'))
+    # Pendulum reports no cost_heat, and declares no cost names to check up front (no
+    # ENV_INFO): start_run fails at the first step, after it has made the run folder.
+    heat = write(tmp_path / "heat.toml", TINY.replace('name = "speed"', 'name = "heat"')
+                 .replace('id = "SafeTRPO/SpeedLimit-v0"', 'id = "Pendulum-v1"')
+                 .replace("kwargs = { episode_steps = 50 }", ""))
     scenarios, out = [good, heat], tmp_path / "out"
     plan = plan_sweep(scenarios, "0", [], out, make_reports=False)
     sweep_dir = plan.sweep_dir
