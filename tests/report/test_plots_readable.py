@@ -74,3 +74,18 @@ def test_units_duals_on_their_own_axes_and_the_evaluation_marked() -> None:
     lines = lines_with([0.5] * 4, [0.9] * 4, True)
     lines.append(dict(lines[-2], seq=len(lines), update=4))
     assert final_evaluation(lines) is None
+
+
+def test_the_app_scales_cost_axes_by_the_reports_rule() -> None:
+    import pandas as pd
+
+    from safe_trpo.report.plots import _clip_at
+    from safe_trpo.review.cost_charts import axis_top
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        limit = float(rng.uniform(0.1, 10))
+        mean = rng.exponential(limit, 30)
+        worst = mean * rng.uniform(1, 200, 30)
+        mean[rng.integers(30)] = np.nan
+        assert axis_top(limit, pd.Series(mean), pd.Series(worst)) == _clip_at(limit, mean, worst)
