@@ -51,6 +51,7 @@ from envs._vector import (
     check_fields,
     draw_episodes,
 )
+from envs.info import EnvInfo
 
 ENV_ID = "SafeTRPO/CSTR-v0"
 OBS_NAMES = ("ca", "temperature", "ca_setpoint", "coolant_temperature", "valve_opening",
@@ -243,3 +244,18 @@ class CSTRVectorEnv(PlantVectorEnv):
         super().__init__(CSTRPlant(int(num_envs), self.config))
 
 
+
+
+ENV_INFO = EnvInfo(
+    env_id=ENV_ID,
+    summary="Exothermic CSTR: a coolant valve holds Ca on setpoint; hot setpoints sit near "
+            "thermal runaway.",
+    costs={"temperature": "K min above safe_temp_K per step; the episode sum is the "
+                          "degree-minutes above the safe band (K min)",
+           "runaway": "dt_minutes when T > runaway_temp_K; the episode sum is the minutes "
+                      "spent in runaway (min)"},
+    kwargs=CSTRConfig,
+    episode="episode_minutes / dt_minutes steps (default 60 / 0.5 = 120), truncation only",
+    example='[env]\nid = "SafeTRPO/CSTR-v0"\nkwargs = { dt_minutes = 0.5, episode_minutes = 60.0 }'
+            '\n\n[[constraints]]\nname = "runaway"   # minutes in runaway per episode\n'
+            "limit = 0.25")

@@ -48,6 +48,7 @@ from envs._vector import (
     check_fields,
     draw_episodes,
 )
+from envs.info import EnvInfo
 
 ENV_ID = "SafeTRPO/PressureVessel-v0"
 OBS_NAMES = ("pressure", "pressure_setpoint", "valve_opening", "inflow")
@@ -242,3 +243,17 @@ class PressureVesselVectorEnv(PlantVectorEnv):
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs) -> None:
         self.config = make_config(kwargs)
         super().__init__(PressurePlant(int(num_envs), self.config))
+
+
+ENV_INFO = EnvInfo(
+    env_id=ENV_ID,
+    summary="Gas vessel: an outlet control valve holds the pressure setpoint through inflow "
+            "surges, with a relief valve and a MAWP.",
+    costs={"pressure": "bar min above mawp_bar per step; the episode sum is the bar-minutes "
+                       "above the MAWP (bar min)",
+           "relief": "kg vented by the relief valve per step; the episode sum is the mass "
+                     "vented (kg)"},
+    kwargs=PressureConfig,
+    episode="episode_minutes / dt_minutes steps (default 30 / 0.25 = 120), truncation only",
+    example='[env]\nid = "SafeTRPO/PressureVessel-v0"\n\n[[constraints]]\nname = "relief"   '
+            "# kg vented per episode\nlimit = 0.25")

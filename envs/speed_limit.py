@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs._vector import PlantEnv, PlantVectorEnv, build_config, check_actions, check_fields
+from envs.info import EnvInfo
 
 ENV_ID = "SafeTRPO/SpeedLimit-v0"
 
@@ -93,3 +94,16 @@ class SpeedLimitVectorEnv(PlantVectorEnv):
     def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any) -> None:
         self.config = make_config(kwargs)
         super().__init__(SpeedLimitPlant(int(num_envs), self.config))
+
+
+ENV_INFO = EnvInfo(
+    env_id=ENV_ID,
+    summary="Point mass paid for speed and charged for speeding (the smallest env where the "
+            "unconstrained optimum breaks a limit).",
+    costs={"speed": "1 per step with velocity above speed_limit; the episode sum is the "
+                    "number of speeding steps (steps)"},
+    kwargs=SpeedLimitConfig,
+    episode="episode_steps steps (default 100), truncation only",
+    example='[env]\nid = "SafeTRPO/SpeedLimit-v0"\nkwargs = { episode_steps = 100, speed_limit '
+            '= 0.5 }\n\n[[constraints]]\nname = "speed"   # speeding steps per episode\n'
+            "limit = 10.0")

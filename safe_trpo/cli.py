@@ -78,7 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, default=2)
     sw.add_argument("--out", type=Path, default=Path("reports"))
 
-    sub.add_parser("keys", help="list every scenario key with its default and meaning")
+    sub.add_parser("keys", help="list every scenario key with its default and meaning "
+                                "(environment kwargs and cost names: safe-trpo envs)")
+    sub.add_parser("envs", help="list every environment: cost names, kwargs, episode length, "
+                                "an example scenario")
     return p
 
 
@@ -116,6 +119,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None:
         overrides.append(f"run.out_dir={json.dumps(str(args.out))}")  # a TOML basic string
     scenario = load_scenario(args.scenario, overrides)
+    from safe_trpo.run.env_catalog import warn
+
+    warn(scenario, "train")
     outcome = start_run(scenario, progress=not args.no_progress)
     return _finish(outcome)
 
@@ -129,11 +135,18 @@ def _finish(outcome: object) -> int:
 
 def _verify(run: Path) -> int:
     from safe_trpo.record.audit import verify_run
+    from safe_trpo.record.signoff import signoff_states
+    from safe_trpo.record.verdict import integrity_word, run_verdict
 
     verdict = verify_run(run)
     print(verdict.summary)
     for problem in verdict.file_problems[1:]:
         print(f"  also: {problem}")
+    lines = verdict.chain.lines  # only verified lines feed the verdict
+    whole = run_verdict(lines, integrity_word(verdict.chain.status, verdict.file_problems),
+                        signoff_states(lines, run_verified=verdict.ok))
+    # The exit code is integrity's alone; the last line says what the record shows.
+    print(f"{'INTEGRITY OK' if verdict.ok else 'INTEGRITY NOT OK'}: {whole.headline()}")
     return 0 if verdict.ok else 1
 
 
@@ -184,6 +197,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from safe_trpo.config import describe_fields
 
         print(describe_fields())
+        print("\n[env] kwargs and the cost names a [[constraints]] name may take depend on "
+              "the environment: run `safe-trpo envs`.")
+        return 0
+    if args.command == "envs":
+        from safe_trpo.run.env_catalog import describe_envs
+
+        print(describe_envs())
         return 0
     raise AssertionError(args.command)
 

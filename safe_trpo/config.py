@@ -39,7 +39,8 @@ class EnvConfig:
     id: str = _f("", "Registered Gymnasium id (e.g. 'Pendulum-v1') or 'package.module:Class'.")
     num_envs: int = _f(8, "Parallel env copies; 4-64. Native vector envs step them in one call.",
                        ge=1, le=100_000)
-    kwargs: dict = _f({}, "Keyword arguments passed to the environment constructor.")
+    kwargs: dict = _f({}, "Keyword arguments passed to the environment constructor; "
+                          "`safe-trpo envs` lists them with defaults and units.")
     data_files: dict = _f({}, "Data files the env reads, name -> path relative to the scenario "
                               "file; passed to the env as kwargs (absolute) and hashed into "
                               "the audit record.")
@@ -85,7 +86,8 @@ class AlgoConfig:
 
 @dataclass(frozen=True)
 class ConstraintConfig:
-    name: str = _f("", "Cost name: read from info['cost_<name>'] (info['cost'] if 'cost').")
+    name: str = _f("", "Cost name: read from info['cost_<name>'] (info['cost'] if 'cost'); "
+                       "`safe-trpo envs` lists each environment's cost names.")
     limit: float = _f(0.0, "Budget on the undiscounted episode sum of this cost.", ge=0)
     cost_gamma: float | None = _f(None, "Discount of this cost's critic; defaults to "
                                         "algo.gamma.", gt=0, le=1)
@@ -98,7 +100,10 @@ class ConstraintConfig:
 @dataclass(frozen=True)
 class RunConfig:
     seed: int = _f(0, "Seeds torch, numpy and the environments.", ge=0)
-    out_dir: str = _f("reports", "Folder in which each run gets its own run folder.")
+    out_dir: str = _f("reports", "Folder in which each run gets its own run folder; relative "
+                                 "to the scenario file's folder, like data_files (unset: "
+                                 "./reports in the current directory; --out: relative to the "
+                                 "current directory).")
     name: str = _f("", "Run-name prefix; defaults to the scenario file's stem.")
     checkpoint_every: int = _f(10, "Checkpoint interval in updates (always at the end).", ge=1)
     torch_threads: int = _f(1, "torch intra-op threads; 1 keeps runs reproducible and lets "
@@ -268,15 +273,28 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         if section in data and not isinstance(data[section], dict):
             raise UserError(f"{path}: [{section}] must be a table, got "
                             f"{type(data[section]).__name__}")
+    # Paths written in the file resolve against the file's folder; paths given on the command
+    # line (overrides, --out) against the current directory, as any command-line path.
+    _resolve_paths(data, path.parent.resolve())
     for assignment in overrides:
         apply_override(data, assignment)
-    files = data.get("env", {}).get("data_files", {})
+    _resolve_paths(data, Path.cwd())
+    data.setdefault("run", {}).setdefault("name", path.stem)
+    return scenario_from_dict(data, source=str(path))
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make ``[env.data_files]`` values and ``[run] out_dir`` absolute against ``base`` (those
+    already absolute stay as they are; values of the wrong type are left for validation)."""
+    env = data.get("env")
+    files = env.get("data_files") if isinstance(env, dict) else None
     if isinstance(files, dict):
         for key, value in files.items():
             if isinstance(value, str):
-                files[key] = str((path.parent / value).resolve())
-    data.setdefault("run", {}).setdefault("name", path.stem)
-    return scenario_from_dict(data, source=str(path))
+                files[key] = str((base / value).resolve())
+    run = data.get("run")
+    if isinstance(run, dict) and isinstance(run.get("out_dir"), str):
+        run["out_dir"] = str((base / run["out_dir"]).resolve())
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:

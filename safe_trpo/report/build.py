@@ -96,8 +96,10 @@ def render(f: RunFacts) -> str:
     """The report page for ``f``, as one string."""
     generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     nav = "".join(f'<li><a href="#{k}">{esc(title)}</a></li>' for k, title in _SECTIONS)
-    body = [_header(f, generated), f"<nav><strong>Contents</strong><ol>{nav}</ol></nav>",
-            f'<div id="glance"><h2>At a glance</h2>{_glance(f)}</div>',
+    # The verdict comes right after the header, before the contents: it is what a reviewer
+    # reads first.
+    body = [_header(f, generated), f'<div id="glance"><h2>At a glance</h2>{_glance(f)}</div>',
+            f"<nav><strong>Contents</strong><ol>{nav}</ol></nav>",
             _scenario_section(f), _training_section(f), _exceptions_section(f),
             _results_section(f, "evaluation", "Evaluation"),
             _results_section(f, "backtest", "Backtest against baselines"),

@@ -26,12 +26,14 @@ import numpy as np
 # Buckets per line: about one per horizontal pixel of the plot area; more would not be visible.
 MAX_POINTS = 1000
 # 9 x 3 inches at 110 dpi: ~990 px wide, sharp at A4 width (~7 in of content -> ~140 dpi printed).
-FIG_SIZE = (9.0, 3.0)
+FIG_SIZE = (9.5, 3.0)
 DPI = 110
 VIOLATION_COLOR = "#c62828"
 LIMIT_COLOR = "#c62828"
 FAIL_COLOR = "#ef6c00"
 RESUME_COLOR = "#616161"
+CLIP_COLOR = "#6a1b9a"
+EVAL_COLOR = "#00695c"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class Marks:
     y: np.ndarray
     color: str = VIOLATION_COLOR
     marker: str = "x"
+    counted: bool = True  # the legend adds "(number of points)"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,34 @@ class PlotSpec:
     refs: tuple[Line, ...] = ()
     marks: tuple[Marks, ...] = ()
     resumes: tuple[float, ...] = ()  # update indices where a resumed run continued
+    xlabel: str = "policy update (index)"
+    # Top of the y axis: values above it are drawn as markers on the top edge, with their count
+    # and the largest in the legend, so a few huge episodes cannot flatten the rest of the plot.
+    clip_at: float | None = None
+
+
+def _mark_clipped(ax: object, spec: PlotSpec, max_points: int) -> None:
+    """Cap the y axis at ``spec.clip_at``; updates with a value above it get one marker each on
+    the top edge, and the legend says how many and the largest value."""
+    top = float(spec.clip_at)
+    x_all, y_all = [], []
+    for series in (*spec.data, *spec.marks):
+        x_all.append(np.asarray(series.x, dtype=float))
+        y_all.append(np.asarray(series.y, dtype=float))
+    x, y = np.concatenate(x_all), np.concatenate(y_all)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    above = y > top
+    low = float(y[~above].min()) if (~above).any() else 0.0
+    bottom = min(0.0, low)
+    ax.set_ylim(bottom - 0.03 * (top - bottom), top + 0.06 * (top - bottom))
+    if above.any():
+        xs = np.unique(x[above])  # one marker per update, however many series are above
+        peak = np.array([y[above & (x == v)].max() for v in xs])
+        mx, _ = thin_marks(xs, peak, max_points)
+        ax.plot(mx, np.full(len(mx), top), ls="none", marker="^", ms=6, color=CLIP_COLOR,
+                clip_on=False, label=f"above the axis top ({top:.3g}): {len(xs)} updates, "
+                                     f"largest {float(peak.max()):.3g}")
 
 
 def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
@@ -137,17 +168,20 @@ def render_png(spec: PlotSpec, max_points: int = MAX_POINTS) -> tuple[str, int]:
         if len(mark.x):
             mx, my = thin_marks(mark.x, mark.y, max_points)
             ax.plot(mx, my, ls="none", marker=mark.marker, ms=5, color=mark.color,
-                    label=f"{mark.label} ({len(mark.x)})")
+                    label=f"{mark.label} ({len(mark.x)})" if mark.counted else mark.label)
     for i, at in enumerate(spec.resumes):
         ax.axvline(at, color=RESUME_COLOR, ls=":", lw=1.0, label="resumed" if i == 0 else None)
+    if spec.clip_at is not None:
+        _mark_clipped(ax, spec, max_points)
     ax.set_title(spec.title, fontsize=10, loc="left")
-    ax.set_xlabel("update", fontsize=9)
+    ax.set_xlabel(spec.xlabel, fontsize=9)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "update 0.25" on short runs
     ax.set_ylabel(spec.ylabel, fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="best", framealpha=0.8)
+        # Outside the plot, full text: labels are distinct and never cut to the same prefix.
+        ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.8)
     fig.tight_layout()
     buf = io.BytesIO()
     # No "Software" metadata: keeps the file free of any URL and a few bytes smaller.

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from safe_trpo.report.figures import FAIL_COLOR, Line, Marks, PlotSpec
+from safe_trpo.report.figures import EVAL_COLOR, FAIL_COLOR, Line, Marks, PlotSpec
 from safe_trpo.report.figures import MAX_POINTS as MAX_POINTS
 from safe_trpo.report.figures import envelope as envelope
 from safe_trpo.report.figures import render_png as render_png
@@ -40,7 +40,8 @@ class UpdateTable:
     ``segment`` counts ``resumed`` lines seen before each update, so lines from before and after a
     resume are not joined in a figure. ``cons`` maps a constraint name to its columns:
     ep_cost, limit, violated (the recorded flag, 1/0/NaN), over (ep_cost > limit recomputed from
-    the row, to catch a flag that disagrees with its own numbers), nu.
+    the row, to catch a flag that disagrees with its own numbers), nu, ep_max (the batch's worst
+    episode, ``ep_cost_max``) and n_over (``episodes_over``), NaN where the record has none.
     """
 
     update: np.ndarray
@@ -105,7 +106,8 @@ def update_table(lines: list[dict[str, Any]], names: list[str]) -> UpdateTable:
                 names.append(str(c.get("name")))
     cols: dict[str, list[float]] = {k: [] for k in (
         "update", "kl", "target_kl", "ret", "accepted", "backtracks", "cpo_lambda", "segment")}
-    cons = {n: {k: [] for k in ("ep_cost", "limit", "violated", "over", "nu")} for n in names}
+    cons = {n: {k: [] for k in ("ep_cost", "limit", "violated", "over", "nu", "ep_max",
+                                "n_over")} for n in names}
     for i, (line, seg) in enumerate(rows):
         upd = num(line.get("update"))
         cols["update"].append(i if math.isnan(upd) else upd)
@@ -126,6 +128,8 @@ def update_table(lines: list[dict[str, Any]], names: list[str]) -> UpdateTable:
             cons[n]["violated"].append(violated(c))
             cons[n]["over"].append(violated({k: v for k, v in c.items() if k != "violated"}))
             cons[n]["nu"].append(num(c.get("nu")))
+            cons[n]["ep_max"].append(num(c.get("ep_cost_max")))
+            cons[n]["n_over"].append(num(c.get("episodes_over")))
     arrays = {k: np.asarray(v, dtype=float) for k, v in cols.items()}
     return UpdateTable(**arrays, cons={n: {k: np.asarray(v, dtype=float) for k, v in d.items()}
                                        for n, d in cons.items()}, superseded=total - len(rows))
@@ -157,33 +161,134 @@ def _line(t: UpdateTable, label: str, y: np.ndarray) -> Line:
     return Line(label, x, yy)
 
 
-def training_plots(t: UpdateTable, resumes: tuple[float, ...]) -> list[PlotSpec]:
-    """The figures of the Training section, in reading order (nothing if there are no updates)."""
+# Cost axes end at CLIP_FACTOR x the limit (or at the batch means' 95th percentile, if higher):
+# a few episodes 100x over the limit would otherwise flatten everything near it to a line.
+CLIP_FACTOR = 4.0
+
+
+@dataclass(frozen=True)
+class FinalEvaluation:
+    """The final policy's evaluation, marked at the last update of the training curves."""
+
+    seq: Any
+    episodes: Any
+    return_mean: float
+    costs: dict[str, tuple[float, float, Any]]  # name -> (mean, max, episodes over)
+
+
+def final_evaluation(lines: list[dict[str, Any]]) -> FinalEvaluation | None:
+    """The latest ``evaluation`` recorded after the last current update row (an earlier one
+    evaluated an earlier policy), or None."""
+    rows = current_updates(lines)
+    last = max((num(r.get("seq")) for r in rows), default=math.nan)
+    found = [ln for ln in lines if ln.get("type") == "evaluation"
+             and not num(ln.get("seq")) <= last]
+    if not found:
+        return None
+    ev = found[-1]
+    costs = {str(c.get("name")): (num(c.get("ep_cost_mean")), num(c.get("ep_cost_max")),
+                                  _episodes_over(c, ev.get("episodes")))
+             for c in constraint_rows(ev)}
+    return FinalEvaluation(ev.get("seq"), ev.get("episodes"), num(ev.get("return_mean")), costs)
+
+
+def _episodes_over(c: dict[str, Any], episodes: Any) -> int | None:
+    """``episodes_over``, or from ``frac_over_limit`` (k / n, so exact) in older records."""
+    over = c.get("episodes_over")
+    if isinstance(over, int) and not isinstance(over, bool):
+        return over
+    frac = num(c.get("frac_over_limit"))
+    if isinstance(episodes, int) and not isinstance(episodes, bool) and math.isfinite(frac):
+        return round(frac * episodes)
+    return None
+
+
+def _clip_at(limit: float, mean: np.ndarray, worst: np.ndarray) -> float | None:
+    """Where a cost axis ends (see CLIP_FACTOR); None when nothing needs clipping."""
+    if not (math.isfinite(limit) and limit > 0):
+        return None
+    top = CLIP_FACTOR * limit
+    means = mean[np.isfinite(mean)]
+    if len(means):
+        top = max(top, 1.1 * float(np.percentile(means, 95)))
+    values = np.concatenate([mean, worst])
+    values = values[np.isfinite(values)]
+    return top if len(values) and float(values.max()) > top else None
+
+
+def _cost_plot(t: UpdateTable, name: str, c: dict[str, np.ndarray], unit: str,
+               resumes: tuple[float, ...], ev: FinalEvaluation | None) -> PlotSpec:
+    limits = c["limit"][np.isfinite(c["limit"])]
+    limit = float(limits[-1]) if len(limits) else math.nan
+    data = [_line(t, f"{name}: mean episode cost of the update's batch", c["ep_cost"])]
+    if np.isfinite(c["ep_max"]).any():
+        data.append(_line(t, f"{name}: worst episode of the batch", c["ep_max"]))
+    bad = c["violated"] == 1
+    some = (c["n_over"] > 0) & ~bad
+    marks = [Marks(f"{name}: mean over the limit", t.update[bad], c["ep_cost"][bad])]
+    if some.any():
+        marks.append(Marks(f"{name}: mean within, some episodes over", t.update[some],
+                           c["ep_max"][some], FAIL_COLOR, "o"))
+    if ev is not None and name in ev.costs:
+        mean, worst, over = ev.costs[name]
+        x = np.array([t.update[-1]])
+        over_text = f", {over} of {ev.episodes} over" if isinstance(over, int) else ""
+        marks.append(Marks(f"final-policy evaluation (seq {ev.seq}): mean {mean:.3g}"
+                           f"{over_text}", x, np.array([mean]), EVAL_COLOR, "D", counted=False))
+        if math.isfinite(worst):
+            marks.append(Marks(f"final-policy evaluation: worst episode {worst:.3g}", x,
+                               np.array([worst]), EVAL_COLOR, "*", counted=False))
+    return PlotSpec(
+        f"Constraint '{name}': episode cost per update vs its limit", f"episode cost ({unit})",
+        data=tuple(data), refs=(_line(t, f"{name} limit = {limit:.4g} per episode", c["limit"]),),
+        marks=tuple(marks), resumes=resumes,
+        clip_at=_clip_at(limit, c["ep_cost"], c["ep_max"]))
+
+
+def training_plots(t: UpdateTable, resumes: tuple[float, ...],
+                   evaluation: FinalEvaluation | None = None,
+                   units: dict[str, str] | None = None) -> list[PlotSpec]:
+    """The figures of the Training section, in reading order (nothing if there are no updates).
+
+    evaluation: the final policy's evaluation (``final_evaluation``), marked at the last update.
+    units: constraint name -> unit of its episode cost (from the environment), when known.
+    """
     if len(t) == 0:
         return []
+    units = units or {}
     failed = t.accepted == 0
-    specs = [PlotSpec("KL divergence per update vs target", "KL(old || new)",
-                      data=(_line(t, "KL", t.kl),), refs=(_line(t, "target_kl", t.target_kl),),
-                      marks=(Marks("line search failed", t.update[failed], t.kl[failed],
-                                   FAIL_COLOR, "v"),), resumes=resumes)]
+    specs = [PlotSpec("KL divergence per update vs target", "KL(old || new) (nats)",
+                      data=(_line(t, "KL after the step, whole batch", t.kl),),
+                      refs=(_line(t, "target_kl", t.target_kl),),
+                      marks=(Marks("line search failed (step rejected)", t.update[failed],
+                                   t.kl[failed], FAIL_COLOR, "v"),), resumes=resumes)]
     if np.isfinite(t.ret).any():
-        specs.append(PlotSpec("Mean episode return per update", "return",
-                              data=(_line(t, "return_mean", t.ret),), resumes=resumes))
+        marks = ()
+        if evaluation is not None and math.isfinite(evaluation.return_mean):
+            marks = (Marks(f"final-policy evaluation (seq {evaluation.seq}, "
+                           f"{evaluation.episodes} episodes): {evaluation.return_mean:.4g}",
+                           np.array([t.update[-1]]), np.array([evaluation.return_mean]),
+                           EVAL_COLOR, "D", counted=False),)
+        specs.append(PlotSpec("Mean episode return per update",
+                              "episode return (sum of rewards)",
+                              data=(_line(t, "mean return of the batch's episodes", t.ret),),
+                              marks=marks, resumes=resumes))
     for name, c in t.cons.items():
-        bad = c["violated"] == 1
-        specs.append(PlotSpec(
-            f"Constraint '{name}': mean episode cost per update vs limit", "episode cost",
-            data=(_line(t, "ep_cost", c["ep_cost"]),), refs=(_line(t, "limit", c["limit"]),),
-            marks=(Marks("violated", t.update[bad], c["ep_cost"][bad]),), resumes=resumes))
-    duals = tuple(_line(t, f"nu[{n}]", c["nu"]) for n, c in t.cons.items()
-                  if np.isfinite(c["nu"]).any())
+        specs.append(_cost_plot(t, name, c, units.get(name, "sum of the per-step cost"),
+                                resumes, evaluation))
+    # Each dual variable on its own axes: their scales differ by orders of magnitude.
+    for name, c in t.cons.items():
+        if np.isfinite(c["nu"]).any():
+            specs.append(PlotSpec(f"Dual variable nu of '{name}' per update",
+                                  "nu (reward per unit of episode cost)",
+                                  data=(_line(t, f"nu[{name}]", c["nu"]),), resumes=resumes))
     if np.isfinite(t.cpo_lambda).any():
-        duals += (_line(t, "CPO lambda", t.cpo_lambda),)
-    if duals:
-        specs.append(PlotSpec("Dual variables per update", "value", data=duals, resumes=resumes))
-    specs.append(PlotSpec("Line search: backtracking steps per update", "backtracks",
+        specs.append(PlotSpec("CPO lambda (trust-region dual) per update",
+                              "lambda (reward per unit of KL)",
+                              data=(_line(t, "CPO lambda", t.cpo_lambda),), resumes=resumes))
+    specs.append(PlotSpec("Line search: backtracking steps per update", "backtracks (count)",
                           data=(_line(t, "backtracks", t.backtracks),),
-                          marks=(Marks("line search failed", t.update[failed],
+                          marks=(Marks("line search failed (step rejected)", t.update[failed],
                                        t.backtracks[failed], FAIL_COLOR, "v"),),
                           resumes=resumes))
     return specs

@@ -22,12 +22,14 @@ from safe_trpo.report.plots import (
     constraint_summary,
     cpo_summary,
     current_updates,
+    final_evaluation,
     line_search_summary,
     num,
     render_png,
     training_plots,
     violated,
 )
+from safe_trpo.report.verdict_html import cost_units, verdict_block
 
 CAP_RESULTS = 5  # latest evaluation / backtest lines shown
 
@@ -41,7 +43,7 @@ def _glance(f: RunFacts) -> str:
     stale = sum(s.stale for s in states)
     redone = (f" ({t.superseded} more rows superseded: redone after a resume, not counted)"
               if t.superseded else "")
-    return kv_table([
+    return verdict_block(f) + kv_table([
         ("Updates recorded",
          f"{len(t)} of {text(f.start.get('planned_updates'))} planned{redone}"),
         ("Updates that violated a limit", f"{any_viol} ("
@@ -120,7 +122,7 @@ def _training_section(f: RunFacts) -> str:
     resumes = tuple(x for x in (num(r.get("from_update")) for r in f.of_type("resumed"))
                     if math.isfinite(x))
     figs = []
-    for spec in training_plots(t, resumes):
+    for spec in training_plots(t, resumes, final_evaluation(f.lines), cost_units(f)):
         try:
             uri, bucket = render_png(spec)
         except (ValueError, OverflowError) as exc:  # e.g. values near 1e308 from a divergence

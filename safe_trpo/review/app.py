@@ -29,6 +29,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.record import signoff
 from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, UPDATE_AXIS, chart
+from safe_trpo.review.cost_charts import cost_units
 from safe_trpo.review.frames import md
 from safe_trpo.review.review_page import review_page
 from safe_trpo.review.sweeps_page import sweeps_page
@@ -88,6 +89,9 @@ def styled_runs(frame: pd.DataFrame) -> pd.io.formats.style.Styler:
     return (frame.style
             .map(level(runs.INTEGRITY_LEVELS), subset=["integrity"])
             .map(level(runs.SIGNOFF_LEVELS), subset=["sign-off"])
+            .map(lambda v: CELL_STYLES["good" if v.startswith("within") and "training" not in v
+                                       else "bad" if v.startswith("OVER") else "warn"],
+                 subset=["limits at end"])
             .map(lambda v: CELL_STYLES["bad" if pd.notna(v) and v < 0 else ""],
                  subset=["worst margin, last update"])
             .map(lambda v: CELL_STYLES["warn" if v else ""], subset=["updates violating"])
@@ -108,7 +112,10 @@ def runs_page(root: Path) -> None:
     st.caption(f"{len(shown)} of {len(frame)} runs. Click a column header to sort. "
                "**Worst margin, last update**: the smallest (limit - episode cost) over the "
                "constraints of the last update; negative means violated. **Updates violating**: "
-               "updates in which any constraint's episode cost exceeded its limit.")
+               "updates in which any constraint's episode cost exceeded its limit. "
+               "**Limits at end**: whether any episode of the final policy's evaluation (or, "
+               "without one, of the last updates) went over a limit; **training episodes over "
+               "limit**: over / episodes, per constraint.")
     st.dataframe(styled_runs(shown.drop(columns="problem")), hide_index=True, key="runs_table",
                  column_config={
                      "integrity": st.column_config.TextColumn(
@@ -146,17 +153,24 @@ def compare_page(root: Path, run_ids: list[str]) -> None:
     st.dataframe(table, key="compare_table")
     upd = pd.concat([runs.updates_frame(d.lines).assign(run=d.run_id) for d in details])
     cons = pd.concat([runs.constraints_frame(d.lines).assign(run=d.run_id) for d in details])
-    color = alt.Color("run:N", title="run", scale=alt.Scale(scheme="category10"))
+    # Full run ids in the legend (labelLimit=0): cut to 160 px, runs of one scenario all read
+    # the same.
+    color = alt.Color("run:N", title="run", scale=alt.Scale(scheme="category10"),
+                      legend=alt.Legend(orient="bottom", columns=1, labelLimit=0))
     for y, title in (("return_mean", "Mean episode return"), ("kl", "KL per update")):
         view = runs.thin(upd, upd[y].isna())
-        chart([alt.Chart(view).mark_line().encode(x=UPDATE_AXIS, y=f"{y}:Q", color=color)],
-              title)
+        axis = {"return_mean": "episode return (sum of rewards)",
+                "kl": "KL(old || new) (nats)"}[y]
+        chart([alt.Chart(view).mark_line().encode(x=UPDATE_AXIS, y=alt.Y(f"{y}:Q", title=axis),
+                                                  color=color)], title)
     shared = set.intersection(*[set(cons.loc[cons["run"] == r, "constraint"]) for r in chosen])
     for name in sorted(shared):
         rows = cons[cons["constraint"] == name]
         view = runs.thin(rows, rows["violated"].eq(True))
         base = alt.Chart(view).encode(x=UPDATE_AXIS, color=color)
-        chart([base.mark_line().encode(y=alt.Y("ep_cost:Q", title="episode cost")),
+        unit = cost_units(details[0].lines).get(name, "sum of the per-step cost")
+        chart([base.mark_line().encode(y=alt.Y("ep_cost:Q",
+                                               title=f"mean episode cost ({unit})")),
                base.mark_line(strokeDash=[6, 4]).encode(y="limit:Q")],
               f"{md(name)}: episode cost vs limit (dashed)")
     if not shared:

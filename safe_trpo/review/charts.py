@@ -15,7 +15,8 @@ CELL_STYLES = {"good": "color: #1b5e20", "warn": "background-color: #fff4e5; col
                "bad": "background-color: #fdecea; color: #b71c1c; font-weight: bold", "": ""}
 
 
-UPDATE_AXIS = alt.X("update:Q", title="update", axis=alt.Axis(format="d", tickMinStep=1))
+UPDATE_AXIS = alt.X("update:Q", title="policy update (index)",
+                    axis=alt.Axis(format="d", tickMinStep=1))
 
 
 def line(frame: pd.DataFrame, **mark: Any) -> alt.Chart:
@@ -31,10 +32,12 @@ def chart(layers: list[alt.Chart], title: str) -> None:
 
 
 def flagged_chart(view: pd.DataFrame, y: str, flagged: pd.Series | None, title: str,
-                  reference: str | None = None, reference_color: str = GREY) -> None:
+                  reference: str | None = None, reference_color: str = GREY,
+                  y_title: str | None = None) -> None:
     """``y`` per update as a line, ``reference`` (a target or limit) dashed, and the flagged
-    updates (violations, KL above target, recovery steps) as red dots with a tooltip."""
-    layers = [line(view, color=BLUE).encode(x=UPDATE_AXIS, y=alt.Y(f"{y}:Q", title=y))]
+    updates (violations, KL above target, recovery steps) as red dots with a tooltip.
+    y_title: the axis title with its unit (default: the column name)."""
+    layers = [line(view, color=BLUE).encode(x=UPDATE_AXIS, y=alt.Y(f"{y}:Q", title=y_title or y))]
     tooltip = ["update", y]
     if reference is not None:
         layers.append(alt.Chart(view).mark_line(color=reference_color, strokeDash=[6, 4])

@@ -78,7 +78,8 @@ def updates_frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def constraints_frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (update, constraint): limit, ep_cost, violated, margin, nu."""
+    """One row per (update, constraint): limit, ep_cost, violated, margin, nu, and the batch's
+    worst episode and episodes over the limit (NaN in records that predate them)."""
     rows = []
     for ln in lines:
         if ln.get("type") != "update":
@@ -88,10 +89,12 @@ def constraints_frame(lines: list[dict[str, Any]]) -> pd.DataFrame:
             rows.append({"update": num(ln.get("update")), "constraint": str(c.get("name", "?")),
                          "limit": num(c.get("limit")), "ep_cost": num(c.get("ep_cost")),
                          "violated": violated if isinstance(violated, bool) else None,
-                         "margin": num(c.get("margin")), "nu": num(c.get("nu"))})
+                         "margin": num(c.get("margin")), "nu": num(c.get("nu")),
+                         "ep_cost_max": num(c.get("ep_cost_max")),
+                         "episodes_over": num(c.get("episodes_over"))})
     frame = pd.DataFrame(rows, columns=["update", "constraint", "limit", "ep_cost", "violated",
-                                        "margin", "nu"])
-    for col in ("update", "limit", "ep_cost", "margin", "nu"):
+                                        "margin", "nu", "ep_cost_max", "episodes_over"])
+    for col in ("update", "limit", "ep_cost", "margin", "nu", "ep_cost_max", "episodes_over"):
         frame[col] = pd.to_numeric(frame[col])
     return frame
 

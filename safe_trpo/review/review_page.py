@@ -7,15 +7,16 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from safe_trpo.errors import UserError
 from safe_trpo.record import signoff
 from safe_trpo.review import runs
-from safe_trpo.review.charts import CELL_STYLES, RED, UPDATE_AXIS, chart, flagged_chart, line
+from safe_trpo.review.charts import CELL_STYLES, flagged_chart
+from safe_trpo.review.cost_charts import constraints_tab
 from safe_trpo.review.frames import md
+from safe_trpo.review.verdict_view import verdict_panel
 
 
 def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None) -> None:
@@ -46,6 +47,7 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
         st.warning(f"{md(run_id)}: {md(detail.problem)}")
     if verdict is None:
         return
+    verdict_panel(summary.verdict)
     cols = st.columns(5)
     cols[0].metric("Status", summary.status)
     cols[1].metric("Updates", summary.updates)
@@ -60,7 +62,7 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
     with tabs[0]:
         training_tab(upd)
     with tabs[1]:
-        constraints_tab(cons)
+        constraints_tab(cons, detail.lines)
     with tabs[2]:
         steps_tab(upd, detail.lines)
     with tabs[3]:
@@ -128,24 +130,10 @@ def training_tab(upd: pd.DataFrame) -> None:
         st.caption(f"Charts show {len(view)} of {len(upd)} updates (evenly spaced, plus every "
                    "flagged one); the tables list all.")
     flagged_chart(view, "kl", view["kl_over_target"],
-                  "KL(old || new) per update (dashed: target; red: above target)", "target_kl")
-    flagged_chart(view, "return_mean", None, "Mean episode return per update")
-
-
-def constraints_tab(cons: pd.DataFrame) -> None:
-    if cons.empty:
-        st.info("No constraint costs recorded yet.")
-        return
-    for name, rows in cons.groupby("constraint", sort=False):
-        violated = rows["violated"].eq(True)
-        view = runs.thin(rows, violated)
-        flagged_chart(view, "ep_cost", view["violated"].eq(True),
-                      f"{md(name)}: episode cost vs limit (dashed) - {int(violated.sum())} of "
-                      f"{len(rows)} updates violated (red)", "limit", RED)
-    duals = runs.thin(cons, cons["nu"].isna())
-    chart([line(duals).encode(x=UPDATE_AXIS, y=alt.Y("nu:Q", title="nu"),
-                              color=alt.Color("constraint:N"))],
-          "Dual variable per constraint (nu: CPO dual or Lagrange multiplier)")
+                  "KL(old || new) per update (dashed: target; red: above target)", "target_kl",
+                  y_title="KL(old || new) (nats)")
+    flagged_chart(view, "return_mean", None, "Mean episode return per update",
+                  y_title="episode return (sum of rewards)")
 
 
 def steps_tab(upd: pd.DataFrame, lines: list[dict[str, Any]]) -> None:
@@ -175,7 +163,8 @@ def steps_tab(upd: pd.DataFrame, lines: list[dict[str, Any]]) -> None:
     if upd["lambda"].notna().any():
         view = runs.thin(upd, upd["case"].eq("recovery"))
         flagged_chart(view, "lambda", view["case"].eq("recovery"),
-                      "CPO lambda (trust-region dual) per update; red: recovery step")
+                      "CPO lambda (trust-region dual) per update; red: recovery step",
+                      y_title="lambda (reward per unit of KL)")
     if upd["case"].notna().any():
         st.caption("CPO cases: " + ", ".join(f"{md(k)}: {v}" for k, v in
                                              upd["case"].value_counts().items()))

@@ -25,6 +25,7 @@ import pandas as pd
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AUDIT_FILE, RunVerdict
 from safe_trpo.record.signoff import overall_state, signoff_states, verify_contained
+from safe_trpo.record.verdict import Verdict, run_verdict
 from safe_trpo.report.plots import current_updates
 
 # The table builders and text helpers moved to frames.py; re-exported here so ``runs.<name>``
@@ -137,20 +138,47 @@ class RunSummary:
     head_hash: str | None
     started: str
     problem: str
+    verdict: Verdict | None = None  # the one verdict rule (record.verdict), as every reader uses
+
+    @property
+    def limits_at_end(self) -> str:
+        """``within (evaluation)`` / ``OVER (end of training)`` / ``unknown (...)``, plus
+        ``; training: N episodes over`` when training episodes went over a limit."""
+        if self.verdict is None:
+            return "unknown"
+        lim = self.verdict.limits
+        word = {True: "within", False: "OVER", None: "unknown"}[lim.within]
+        # Never "within" alone while training episodes went over: say how many, in the cell.
+        over = sum(c.over or 0 for c in self.verdict.training)
+        bound = ">=" if any(c.note.startswith("at least") for c in self.verdict.training) else ""
+        return f"{word} ({lim.basis})" + (f"; training: {bound}{over} episodes over"
+                                          if over else "")
+
+    @property
+    def episodes_over(self) -> str:
+        """Training episodes over each limit: ``runaway 3/480, temperature 0/480``."""
+        if self.verdict is None or not self.verdict.training:
+            return ""
+        return ", ".join(
+            f"{c.name} " + ("not recorded" if c.over is None else
+                            f"{'>=' if c.note.startswith('at least') else ''}{c.over}"
+                            + (f"/{c.episodes}" if c.episodes is not None else ""))
+            for c in self.verdict.training)
 
 
 def summaries_frame(summaries: list[RunSummary]) -> pd.DataFrame:
     """The list of runs as a table, one row per run, columns as the app shows them."""
     rows = [{
         "run": s.run_id, "scenario": s.env_id, "algorithm": s.algo, "status": s.status,
-        "integrity": s.integrity,
+        "integrity": s.integrity, "limits at end": s.limits_at_end,
+        "training episodes over limit": s.episodes_over,
         "worst margin, last update": s.worst_margin_last,
         "updates violating": s.updates_violating, "updates": s.updates,
         "sign-off": s.signoff, "started": s.started, "problem": s.problem,
     } for s in summaries]
-    columns = ["run", "scenario", "algorithm", "status", "integrity",
-               "worst margin, last update", "updates violating", "updates", "sign-off",
-               "started", "problem"]
+    columns = ["run", "scenario", "algorithm", "status", "integrity", "limits at end",
+               "training episodes over limit", "worst margin, last update", "updates violating",
+               "updates", "sign-off", "started", "problem"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -248,6 +276,8 @@ def summarize(detail: RunDetail) -> RunSummary:
     head = lines[-1] if lines else {}
     seed = started.get("seed", _section(scenario, "run").get("seed"))
     status = run_status(lines)
+    states = signoff_states(lines, run_verified=verified)
+    verdict = run_verdict(lines, detail.integrity, states) if detail.verdict else None
     if detail.integrity == "tampered":
         # What follows the bad line is unknown, so the last verified update is not "the last".
         status, margins = "unknown", []
@@ -262,9 +292,9 @@ def summarize(detail: RunDetail) -> RunSummary:
         env_steps=last.get("env_steps") if isinstance(last.get("env_steps"), int) else None,
         last_return=num(last.get("return_mean")),
         worst_margin_last=min(margins) if margins else None, updates_violating=violating,
-        signoff=overall_state(signoff_states(lines, run_verified=verified)),
+        signoff=overall_state(states),
         head_seq=head.get("seq"), head_hash=head.get("hash"),
-        started=str(started.get("time", "")), problem=detail.problem)
+        started=str(started.get("time", "")), problem=detail.problem, verdict=verdict)
 
 
 

@@ -31,7 +31,9 @@ from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AuditLog, file_sha256
 from safe_trpo.record.run_record import read_run_record
 from safe_trpo.run.checkpoint import load_state, new_state, save_checkpoint
+from safe_trpo.run.env_catalog import check_constraint_names
 from safe_trpo.run.make_env import make_vector_env
+from safe_trpo.run.progress import postfix as progress_postfix
 
 # Resumed runs re-seed their environments (env states are not checkpointable in general);
 # this offset keeps those seeds away from the ones the run started with.
@@ -97,6 +99,7 @@ def _make_run_dir(scenario: Scenario) -> Path:
 
 def start_run(scenario: Scenario, progress: bool = True) -> RunOutcome:
     """Train ``scenario`` from scratch in a new run folder under ``[run] out_dir``."""
+    check_constraint_names(scenario)  # before any folder exists
     torch.manual_seed(scenario.run.seed)
     torch.set_num_threads(scenario.run.torch_threads)
     envs = make_vector_env(scenario.env)
@@ -178,8 +181,7 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
             if state.update % scenario.run.checkpoint_every == 0 or state.update == planned:
                 _checkpoint(state, run_dir, audit)
             bar.update(1)
-            bar.set_postfix(steps=state.env_steps, ret=_fmt(row["return_mean"]),
-                            kl=f"{row['kl']:.4f}", refresh=False)
+            bar.set_postfix(progress_postfix(row, state.env_steps), refresh=False)
     except KeyboardInterrupt:
         status, reason = "interrupted", "stopped by the user (SIGINT/SIGTERM)"
     except NonFiniteError as exc:
@@ -203,10 +205,6 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1f}"
 
 
 def scenario_digest(scenario: Scenario) -> str:

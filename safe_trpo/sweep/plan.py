@@ -138,6 +138,7 @@ def plan_sweep(scenarios: list[Path], seeds: str, sets: list[str], out: Path,
     UserError before anything runs; runs that fail later are reported per job.
     """
     from safe_trpo.config import data_file_hashes, load_scenario
+    from safe_trpo.run.env_catalog import check_constraint_names
     from safe_trpo.run.trainer import scenario_digest
 
     paths = tuple(Path(p).resolve() for p in scenarios)
@@ -158,6 +159,7 @@ def plan_sweep(scenarios: list[Path], seeds: str, sets: list[str], out: Path,
         for values in product(*(v for _, v in set_list)):
             overrides = tuple(f"{k}={v}" for k, v in zip(keys, values, strict=True))
             scenario = load_scenario(path, overrides)
+            check_constraint_names(scenario)  # a wrong cost name stops the sweep up front
             digest = scenario_digest(scenario)
             data = data_files_key(data_file_hashes(scenario))
             shown = ",".join(f"{s}={v}" for s, v in zip(_short_keys(keys), values, strict=True))

@@ -9,34 +9,43 @@ How a run's result is measured: the *final return* is the mean of the non-null `
 values of the run's last ``FINAL_WINDOW`` current update rows (rows redone after a resume count
 once, see ``report_plots.current_updates``), and a constraint's *final episode cost* is
 the mean of the non-null ``ep_cost`` values of the same rows. One row's batch holds only a few
-episodes, so averaging the last rows cuts that noise while still describing the end of training;
-a deterministic evaluation would be the better figure but costs more than the training of a small
-run. A run *ends within its limits* when every constraint's final episode cost is known and at
-most its limit; a cost that is unknown (no episode finished in the window) is reported as
-unknown, never as within.
+episodes, so averaging the last rows cuts that noise while still describing the end of training.
+
+Whether a run *ends within its limits* is not judged from those means: it is the one rule of
+``safe_trpo.record.verdict`` (``limits_at_end``), which the review app and the report use too: no
+episode over any limit in the final policy's evaluation, or without one in the episodes of the
+last ``END_WINDOW`` update rows. A count that cannot be established is unknown, never within.
+Each run also carries its training totals: episodes over each limit and the worst episode.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import numpy as np
 
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AUDIT_FILE, read_lines, verify_run
+from safe_trpo.record.verdict import END_WINDOW, integrity_word, limits_at_end, training_totals
 from safe_trpo.report.html import atomic_write
 from safe_trpo.report.plots import current_updates
 from safe_trpo.sweep.plan import DataFiles, data_files_key
 
+# The display half lives in summary_view; re-exported so ``summary.<name>`` keeps working.
+from safe_trpo.sweep.summary_view import fmt as fmt
+from safe_trpo.sweep.summary_view import fmt_frac as fmt_frac
+from safe_trpo.sweep.summary_view import fmt_spread as fmt_spread
+from safe_trpo.sweep.summary_view import render_html
+from safe_trpo.sweep.summary_view import summary_table as summary_table
+from safe_trpo.sweep.summary_view import summary_text as summary_text
+
 if TYPE_CHECKING:
     from safe_trpo.sweep.plan import Job, SweepPlan
 
-FINAL_WINDOW = 5  # update rows averaged into a run's final return and final costs
+FINAL_WINDOW = END_WINDOW  # update rows averaged into a run's final return and final costs
 SUMMARY_FILE = "sweep.json"
 HTML_FILE = "sweep.html"
 ATTEMPTS_FILE = "attempts.jsonl"
@@ -100,12 +109,14 @@ def run_result(run_dir: Path) -> dict[str, Any]:
     verdict = verify_run(run_dir)
     lines = read_lines(run_dir)
     rows = current_updates(lines)
+    # The verdict reads only what verified (as the app does); the means keep reading all rows.
+    end = limits_at_end(verdict.chain.lines)
+    totals = training_totals(verdict.chain.lines)
     superseded = sum(ln.get("type") == "update" for ln in lines) - len(rows)
     start = next((ln for ln in lines if ln.get("type") == "run_started"), {})
     limits = {c["name"]: c["limit"] for c in start.get("scenario", {}).get("constraints", [])}
     ends = [ln for ln in lines if ln.get("type") == "run_finished"]
     costs = {name: _window_mean(rows, lambda r, n=name: _cost(r, n)) for name in limits}
-    known = all(v is not None for v in costs.values())
     report = run_dir / "report.html"
     return {
         "run_status": ends[-1].get("status") if ends else "unfinished",
@@ -114,7 +125,14 @@ def run_result(run_dir: Path) -> dict[str, Any]:
         "superseded_updates": superseded,
         "final_return": _window_mean(rows, lambda r: r.get("return_mean")),
         "final_costs": costs, "limits": limits,
-        "within_limits": (all(costs[n] <= limits[n] for n in limits) if known else None),
+        "within_limits": end.within, "within_basis": end.basis,
+        "kept_at_end": {c.name: c.kept for c in end.counts},
+        "integrity": integrity_word(verdict.chain.status, verdict.file_problems),
+        "episodes_over": {c.name: c.over for c in totals},
+        # Older records only bound the count from below (rows without episodes_over).
+        "episodes_over_at_least": {c.name: c.note.startswith("at least") for c in totals},
+        "episodes": {c.name: c.episodes for c in totals},
+        "worst_episode": {c.name: c.worst for c in totals},
         "report": report if report.is_file() else None,
     }
 
@@ -186,10 +204,20 @@ def config_summary(label: str, key: str, overrides: list[str],
     for name in names:
         costs = [r["final_costs"][name] for r in done if r["final_costs"].get(name) is not None]
         limit = done[0]["limits"][name]
+        kept = [r.get("kept_at_end", {}).get(name) for r in done]
+        overs = [r.get("episodes_over", {}).get(name) for r in done]
+        worst = [w for r in done if (w := r.get("worst_episode", {}).get(name)) is not None]
         constraints.append({
             "name": name, "limit": limit, "ep_cost": spread(costs),
-            "frac_within": (sum(c <= limit for c in costs) / len(done)),
-            "n_unknown": len(done) - len(costs)})
+            # The verdict's rule per constraint: no episode over it at the end.
+            "frac_within": sum(k is True for k in kept) / len(done),
+            "n_unknown": len(done) - len(costs),
+            "training_episodes_over": (sum(overs) if all(o is not None for o in overs)
+                                       else None),
+            "training_episodes_over_at_least": any(
+                r.get("episodes_over_at_least", {}).get(name) for r in done),
+            "training_episodes": sum(r.get("episodes", {}).get(name) or 0 for r in done),
+            "training_worst_episode": max(worst) if worst else None})
     within = [r["within_limits"] for r in done]
     return {
         "label": label, "key": key, "overrides": overrides, "n_runs": len(runs),
@@ -227,8 +255,11 @@ def build_summary(plan: SweepPlan, backend: str, skipped: int, ran: int) -> dict
 
 _METHOD = (f"Final return and final episode cost: mean over the last {FINAL_WINDOW} update rows "
            "of each run (non-null values). Spread across seeds: median, IQR [q25, q75] and "
-           "min-max over completed runs. A run ends within its limits when every final cost is "
-           "known and at most its limit.")
+           "min-max over completed runs. A run ends within its limits when no episode went over "
+           "any limit in the final policy's evaluation or, without one, in the last "
+           f"{END_WINDOW} update rows (the rule the review app and the report use); unknown "
+           "counts as not within. Training episodes over each limit are totals over all "
+           "training episodes of the completed runs.")
 
 
 def write_summary(sweep_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]:
@@ -236,48 +267,6 @@ def write_summary(sweep_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]
     json_path = atomic_write(sweep_dir / SUMMARY_FILE, json.dumps(summary, indent=1) + "\n")
     html_path = atomic_write(sweep_dir / HTML_FILE, render_html(summary))
     return json_path, html_path
-
-
-def fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
-
-
-def fmt_spread(s: dict[str, Any] | None) -> str:
-    """``median [q25, q75] (min..max)``, or n/a."""
-    if s is None:
-        return "n/a"
-    return (f"{fmt(s['median'])} [{fmt(s['q25'])}, {fmt(s['q75'])}] "
-            f"({fmt(s['min'])}..{fmt(s['max'])})")
-
-
-def fmt_frac(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.0f}%"
-
-
-def summary_table(summary: dict[str, Any]) -> list[dict[str, str]]:
-    """One flat row of display strings per configuration (the CLI table, the review app)."""
-    rows = []
-    for c in summary["configurations"]:
-        costs = "; ".join(f"{k['name']} {fmt_spread(k['ep_cost'])} / limit {fmt(k['limit'])}"
-                          for k in c["constraints"]) or ("none" if c["n_completed"] else "n/a")
-        rows.append({"configuration": c["label"],
-                     "runs": f"{c['n_completed']}/{c['n_runs']} completed"
-                             + (f", {c['n_failed']} failed" if c["n_failed"] else "")
-                             + (f", {c['n_pending']} pending" if c["n_pending"] else ""),
-                     "final return": fmt_spread(c["return"]), "episode cost vs limit": costs,
-                     "within all limits": fmt_frac(c["frac_within_all_limits"])})
-    return rows
-
-
-def summary_text(summary: dict[str, Any]) -> str:
-    """``summary_table`` as aligned plain-text columns (what ``safe-trpo sweep`` prints)."""
-    rows = summary_table(summary)
-    if not rows:
-        return "no configurations"
-    table = [list(rows[0]), *[list(r.values()) for r in rows]]
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in table)
 
 
 def find_sweeps(reports_dir: Path) -> list[Path]:
@@ -315,59 +304,3 @@ def sweep_run_dirs(sweep_dir: Path, summary: dict[str, Any]) -> list[Path]:
                 if path.is_relative_to(root) and path != root and path.is_dir():
                     dirs.append(path)
     return dirs
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _link(rel: str | None, text: str) -> str:
-    return f'<a href="{_e(quote(rel, safe="/"))}">{_e(text)}</a>' if rel else _e(text)
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _runs_table(config: dict[str, Any]) -> str:
-    names = [k["name"] for k in config["constraints"]]
-    rows = []
-    for r in config["runs"]:
-        target = r["report"] or (r["run_dir"] + "/" if r["run_dir"] else None)
-        costs = [fmt(r.get("final_costs", {}).get(n)) for n in names]
-        within = {True: "yes", False: "no", None: "unknown"}[r.get("within_limits")]
-        rows.append([_e(r["seed"]), _e(r["state"]), _e(r["attempts"]),
-                     _e(r["verify"] or "no run folder"),
-                     _e(fmt(r.get("final_return"))), *map(_e, costs), _e(within),
-                     _link(target, "report" if r["report"] else "run folder")
-                     if target else "", _e(r["reason"])])
-    return _table(["seed", "state", "attempts", "verification", "final return",
-                   *[f"{n} cost" for n in names], "within limits", "link", "reason"], rows)
-
-
-_CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
-        "margin:1em 0}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left;"
-        "vertical-align:top}th{background:#eee}code{background:#f4f4f4}")
-
-
-def render_html(summary: dict[str, Any]) -> str:
-    """``sweep.html``: self-contained (no network), every value escaped, relative links."""
-    overview = [[_e(v) for v in row.values()] for row in summary_table(summary)]
-    headers = list(summary_table(summary)[0]) if overview else ["configuration"]
-    parts = [f"<h1>Sweep {_e(summary['sweep_id'])}</h1>",
-             f"<p>Updated {_e(summary['updated'])}; seeds {_e(summary['seeds'])}; backend "
-             f"{_e(summary['backend'])}.</p>",
-             "<p>Scenarios: " + ", ".join(f"<code>{_e(s['path'])}</code> (sha256 "
-                                          f"{_e(s['sha256'][:12])})"
-                                          for s in summary["scenarios"]) + "</p>",
-             f"<p>{_e(summary['method']['text'])}</p>", "<h2>Configurations</h2>",
-             _table(headers, overview)]
-    for c in summary["configurations"]:
-        parts += [f"<h2>{_e(c['label'])}</h2>",
-                  f"<p>Overrides: <code>{_e(' '.join(c['overrides']) or 'none')}</code></p>",
-                  _runs_table(c)]
-    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
-            f"<title>Sweep {_e(summary['sweep_id'])}</title><style>{_CSS}</style></head><body>"
-            + "".join(parts) + "</body></html>\n")

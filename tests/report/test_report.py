@@ -145,9 +145,11 @@ def test_untrusted_text_is_escaped_and_nothing_is_fetched(page: str) -> None:
     assert all(r.startswith(("data:", "#")) for r in refs), refs
     assert not re.search(r"https?://|@import|url\(|<link", page, flags=re.I)
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == 6  # KL, return, two constraints, duals, line search
+    # KL, return, two constraints, each constraint's nu and CPO lambda on its own axes,
+    # line search
+    assert len(images) == 8
     for name in LIMITS:  # one cost-vs-limit figure per constraint
-        assert f'alt="Constraint &#x27;{name}&#x27;: mean episode cost' in page
+        assert f'alt="Constraint &#x27;{name}&#x27;: episode cost per update' in page
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
 
 

@@ -158,7 +158,9 @@ def test_final_metrics_average_the_last_rows_and_never_guess_unknowns(tmp_path: 
     result = run_result(run)
     assert result["final_return"] == pytest.approx((4 + 5 + 6 + 7) / 4)  # last 5 rows, non-null
     assert result["final_costs"]["speed"] == pytest.approx((9 + 11 + 3 + 1) / 4)
-    assert result["within_limits"] is True and result["verified"]
+    # The window's mean (6) is within the limit 10, but one of its rows (11) was over: the
+    # verdict's rule (record.verdict, as in the review app) says not within.
+    assert result["within_limits"] is False and result["verified"]
     unknown = run_result(fake_run(tmp_path / "b", [1.0] * 6, [30.0] + [None] * 5))
     assert unknown["final_costs"]["speed"] is None and unknown["within_limits"] is None
 
@@ -225,13 +227,15 @@ def test_run_result_counts_updates_redone_after_a_resume_once(tmp_path: Path) ->
         log.append("run_started", scenario={"constraints": [{"name": "speed", "limit": 10.0}]})
         rows = [(i, float(i), 1.0) for i in range(8)] + [(8, 500.0, 99.0), (9, 500.0, 99.0)]
         for i, ret, cost in rows:
-            log.append("update", update=i, return_mean=ret,
-                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": cost}])
+            log.append("update", update=i, return_mean=ret, episodes=4,
+                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": cost,
+                                     "episodes_over": int(cost > 10) * 4}])
         log.append("resumed", from_update=8, checkpoint="checkpoints/update_000008.pt",
                    cut_tail=None)
         for i in range(8, 12):
-            log.append("update", update=i, return_mean=float(i),
-                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": 1.0}])
+            log.append("update", update=i, return_mean=float(i), episodes=4,
+                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": 1.0,
+                                     "episodes_over": 0}])
         log.append("run_finished", status="completed", updates=12, env_steps=0, reason="")
     result = run_result(run)
     assert (result["updates"], result["superseded_updates"]) == (12, 2)
@@ -274,6 +278,17 @@ def local_sweep(tmp_path_factory: pytest.TempPathFactory):
     return tmp, scenario, plan, summary
 
 
+def kept_at_end(run_dir: Path) -> bool | None:
+    """The speed limit kept by every episode of the last 5 rows (an independent reading of the
+    verdict's rule); None when the rows do not say (no episode counts recorded)."""
+    rows = [ln for ln in read_lines(run_dir) if ln["type"] == "update"][-5:]
+    cons = [r["constraints"][0] for r in rows]
+    if any((c.get("episodes_over") or 0) > 0 or (c["ep_cost"] or 0) > 10.0 for c in cons):
+        return False
+    counted = all("episodes_over" in c for c in cons) and sum(r["episodes"] for r in rows)
+    return True if counted else None
+
+
 def test_two_seed_local_sweep_gives_verified_runs_and_right_aggregates(local_sweep) -> None:
     _, _, plan, summary = local_sweep
     (config,) = summary["configurations"]
@@ -292,7 +307,9 @@ def test_two_seed_local_sweep_gives_verified_runs_and_right_aggregates(local_swe
     assert config["return"]["min"] == pytest.approx(min(returns), rel=1e-12)
     speed = config["constraints"][0]
     assert speed["ep_cost"]["median"] == pytest.approx(statistics.median(costs), rel=1e-12)
-    assert speed["frac_within"] == sum(c <= 10.0 for c in costs) / 2
+    kept = [kept_at_end(d) for d in runs.values()]
+    assert speed["frac_within"] == sum(k is True for k in kept) / 2
+    assert config["frac_within_all_limits"] == speed["frac_within"]
     on_disk = load_summary(plan.sweep_dir)
     assert on_disk["configurations"][0]["return"] == config["return"]
     assert find_sweeps(plan.sweep_dir.parents[1]) == [plan.sweep_dir]
@@ -319,8 +336,11 @@ def test_rerun_skips_finished_runs_without_calling_the_job(local_sweep, monkeypa
 
 def test_failed_runs_are_reported_and_only_they_rerun(tmp_path: Path, monkeypatch, capsys) -> None:
     good = write(tmp_path / "good.toml", TINY)
-    # The env reports no cost_heat: start_run fails after it has made the run folder.
-    heat = write(tmp_path / "heat.toml", TINY.replace('name = "speed"', 'name = "heat"'))
+    # Pendulum reports no cost_heat, and declares no cost names to check up front (no
+    # ENV_INFO): start_run fails at the first step, after it has made the run folder.
+    heat = write(tmp_path / "heat.toml", TINY.replace('name = "speed"', 'name = "heat"')
+                 .replace('id = "SafeTRPO/SpeedLimit-v0"', 'id = "Pendulum-v1"')
+                 .replace("kwargs = { episode_steps = 50 }", ""))
     scenarios, out = [good, heat], tmp_path / "out"
     plan = plan_sweep(scenarios, "0", [], out, make_reports=False)
     sweep_dir = plan.sweep_dir
