@@ -24,9 +24,13 @@ def _ray() -> Any:
         raise UserError("[env] backend = 'ray' needs the ray package (pip install ray)"
                         ) from None
     if not ray.is_initialized():
-        env_vars = {"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-                 log_to_driver=False, runtime_env={"env_vars": env_vars} if env_vars else None)
+        address = os.environ.get("RAY_ADDRESS")
+        # A local instance's workers inherit this process's environment; a cluster's do not,
+        # so they get the PYTHONPATH that finds this package.
+        runtime_env = ({"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}}
+                       if address and "PYTHONPATH" in os.environ else None)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env=runtime_env)
     return ray
 
 

@@ -11,7 +11,11 @@ from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers SafeTRPO/FMU-v0)
 from envs.fmu import FMUEnv
-from tests.envs.fmu_fixtures import TANK_KWARGS, tank_fmu, valve_fmu  # noqa: F401
+from tests.envs import fmu_fixtures
+from tests.envs.fmu_fixtures import TANK_KWARGS
+
+tank_fmu = fmu_fixtures.tank_fmu
+valve_fmu = fmu_fixtures.valve_fmu
 
 
 def tank(fmu: Path, **changes: object) -> FMUEnv:

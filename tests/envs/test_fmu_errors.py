@@ -14,9 +14,13 @@ from safe_trpo.config import load_scenario
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import read_lines, verify_run
 from safe_trpo.run.trainer import start_run
-from tests.envs.fmu_fixtures import TANK_KWARGS, tank_fmu, valve_fmu  # noqa: F401
+from tests.envs import fmu_fixtures
+from tests.envs.fmu_fixtures import TANK_KWARGS
 
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fmu_heated_tank.toml"
+
+tank_fmu = fmu_fixtures.tank_fmu
+valve_fmu = fmu_fixtures.valve_fmu
 
 
 def make(fmu: Path, **changes: object) -> FMUEnv:

@@ -1,0 +1,107 @@
+"""Parallel FMU rollouts: the same seed gives the same rollout in this process, in N worker
+processes and on Ray actors, laid out exactly as Gymnasium's SyncVectorEnv (SAME_STEP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from envs.fmu import FMUEnv, FMUVectorEnv
+from safe_trpo.config import EnvConfig
+from safe_trpo.run.make_env import make_vector_env
+from tests.envs import fmu_fixtures
+from tests.envs.fmu_fixtures import TANK_KWARGS
+
+N, STEPS = 5, 12  # episodes of 5 steps: every copy resets twice inside the rollout
+
+tank_fmu = fmu_fixtures.tank_fmu
+
+
+def rollout(venv: gym.vector.VectorEnv, seed: int = 11) -> list[tuple]:
+    """(obs, reward, terminated, truncated, costs, final obs/costs) per step; actions are a
+    fixed function of the step so every backend sees the same ones."""
+    rng = np.random.default_rng(0)
+    obs, _ = venv.reset(seed=seed)
+    out = [(obs,)]
+    for _ in range(STEPS):
+        actions = rng.uniform(-1, 1, (venv.num_envs, 1)).astype(np.float32)
+        obs, reward, term, trunc, info = venv.step(actions)
+        done = term | trunc
+        final = info.get("final_info", {})
+        costs = np.where(done, final.get("cost_overheat", 0.0), info.get("cost_overheat", 0.0))
+        finals = [None if o is None else o.tolist() for o in info.get("final_obs", [None] * N)]
+        out.append((obs, reward, term, trunc, costs, finals, info.get("_final_obs")))
+    venv.close()
+    return out
+
+
+def same(a: list[tuple], b: list[tuple]) -> bool:
+    return all(all(np.array_equal(np.asarray(x, dtype=object), np.asarray(y, dtype=object))
+                   for x, y in zip(s, t, strict=True)) for s, t in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def kwargs(tank_fmu: Path) -> dict:
+    return {"fmu": str(tank_fmu), **TANK_KWARGS}
+
+
+@pytest.fixture(scope="module")
+def reference(kwargs: dict) -> list[tuple]:
+    """Gymnasium's own SyncVectorEnv over single FMU envs: the layout and numbers to match."""
+    return rollout(gym.vector.SyncVectorEnv([lambda: FMUEnv(**kwargs)] * N,
+                                            autoreset_mode=AutoresetMode.SAME_STEP))
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    yield
+    ray.shutdown()
+
+
+def test_in_process_and_worker_processes_match_sync_vector_env(kwargs: dict,
+                                                               reference: list) -> None:
+    assert any(step[3].any() for step in reference[1:])  # episodes did end in the rollout
+    for workers in (0, 1, 2, 3):
+        venv = FMUVectorEnv(N, workers=workers, **kwargs)
+        assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+        assert same(rollout(venv), reference), f"workers = {workers}"
+
+
+def test_a_different_seed_gives_a_different_rollout(kwargs: dict, reference: list) -> None:
+    assert not same(rollout(FMUVectorEnv(N, workers=2, **kwargs), seed=12), reference)
+
+
+def test_scenario_builds_worker_processes_and_ray_actors_with_the_same_rollout(
+        kwargs: dict, reference: list, local_ray: None) -> None:
+    cfg = EnvConfig(id="SafeTRPO/FMU-v0", num_envs=N, data_files={"fmu": kwargs["fmu"]},
+                    kwargs={k: v for k, v in kwargs.items() if k != "fmu"})
+    local = make_vector_env(cfg)
+    assert local.backend == "process" and local.workers == min(N, os.cpu_count())
+    assert same(rollout(local), reference)
+    on_ray = make_vector_env(dataclasses.replace(cfg, backend="ray"))
+    assert on_ray.backend == "ray" and on_ray.workers >= 1
+    assert same(rollout(on_ray), reference)
+    three_actors = FMUVectorEnv(N, workers=3, backend="ray", **kwargs)
+    assert same(rollout(three_actors), reference)
+
+
+def test_ray_backend_runs_any_gymnasium_env(local_ray: None) -> None:
+    cfg = EnvConfig(id="Pendulum-v1", num_envs=3, backend="ray")
+    venv = make_vector_env(cfg)
+    sync = make_vector_env(dataclasses.replace(cfg, backend="local"))
+    for env in (venv, sync):
+        env.reset(seed=5)
+    actions = np.full((3, 1), 0.5, np.float32)
+    for _ in range(3):
+        a, b = venv.step(actions), sync.step(actions)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    venv.close()
+    sync.close()
