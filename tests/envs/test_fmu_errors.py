@@ -121,6 +121,20 @@ def test_worker_error_reaches_the_caller_with_the_copy(tank_fmu: Path) -> None:
         venv.close()
 
 
+def test_a_crashing_plant_is_a_dead_worker_not_a_hang(tank_fmu: Path) -> None:
+    venv = FMUVectorEnv(2, workers=2, fmu=str(tank_fmu),
+                        **{**TANK_KWARGS, "start_values": {"abort_after": 2.0}})
+    try:
+        venv.reset(seed=0)
+        venv.step(np.zeros((2, 1)))
+        with pytest.raises(UserError) as exc:
+            venv.step(np.zeros((2, 1)))  # the C code calls abort() in both workers
+        assert one_line(exc) == ("the worker process of env copies 0+ died (exit code -6); an "
+                                 "FMU's native code may have crashed")
+    finally:
+        venv.close()
+
+
 def test_a_plant_failing_during_training_ends_as_a_recorded_failed_run(
         tank_fmu: Path, tmp_path: Path) -> None:
     shutil.copy(tank_fmu, tmp_path / "heated_tank.fmu")

@@ -6,8 +6,8 @@
  * T_amb + P / k = 120 degC by default, above a safety limit such as 80 degC, so a policy that
  * only maximises `production` (which grows with T) breaks the limit. `substeps` sets the cost of
  * one doStep (fine internal integration), which the parallel-rollout benchmark uses to make a
- * plant whose step costs about a millisecond. `fail_above` and `nan_after` exist so the tests can
- * make the plant fail (doStep returns fmi2Error) or emit NaN on purpose.
+ * plant whose step costs about a millisecond. `fail_above`, `nan_after` and `abort_after` exist
+ * so the tests can make the plant fail (doStep returns fmi2Error), emit NaN or crash on purpose.
  *
  * Build: python -m envs.fmu.build_example OUT.fmu  (compiles this file with the system C
  * compiler against the FMI 2.0 headers that ship with fmpy, and zips it with its
@@ -20,7 +20,7 @@
 #include "fmi2Functions.h"
 
 enum { VR_HEAT, VR_T, VR_PRODUCTION, VR_T0, VR_K, VR_P, VR_T_AMB, VR_SUBSTEPS, VR_FAIL_ABOVE,
-       VR_NAN_AFTER, VR_DTDT, N_REALS };
+       VR_NAN_AFTER, VR_DTDT, VR_ABORT_AFTER, N_REALS };
 
 typedef struct {
     fmi2Real r[N_REALS];
@@ -38,6 +38,7 @@ static void defaults(Tank *m) {
     m->r[VR_SUBSTEPS] = 10.0;
     m->r[VR_FAIL_ABOVE] = 1e9;
     m->r[VR_NAN_AFTER] = 1e9;
+    m->r[VR_ABORT_AFTER] = 1e9;
     m->time = 0.0;
 }
 
@@ -133,6 +134,7 @@ fmi2Status fmi2DoStep(fmi2Component c, fmi2Real t, fmi2Real h, fmi2Boolean noSet
     m->r[VR_T] = T;
     m->time = t + h;
     if (m->time >= m->r[VR_NAN_AFTER]) m->r[VR_T] = NAN;
+    if (m->time >= m->r[VR_ABORT_AFTER]) abort(); /* a crashing plant, for the tests */
     outputs(m);
     if (T > m->r[VR_FAIL_ABOVE]) {
         logmsg(m, fmi2Error, "temperature above fail_above: the model stops");
