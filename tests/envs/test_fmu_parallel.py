@@ -22,6 +22,7 @@ from tests.envs.fmu_fixtures import TANK_KWARGS
 N, STEPS = 5, 12  # episodes of 5 steps: every copy resets twice inside the rollout
 
 tank_fmu = fmu_fixtures.tank_fmu
+valve_fmu = fmu_fixtures.valve_fmu
 
 
 def rollout(venv: gym.vector.VectorEnv, seed: int = 11) -> list[tuple]:
@@ -73,6 +74,24 @@ def test_in_process_and_worker_processes_match_sync_vector_env(kwargs: dict,
         venv = FMUVectorEnv(N, workers=workers, **kwargs)
         assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
         assert same(rollout(venv), reference), f"workers = {workers}"
+
+
+def test_python_fmus_run_in_worker_processes(valve_fmu: Path) -> None:
+    """A pythonfmu FMU embeds a Python interpreter in its binary; it still runs per worker."""
+    kwargs = {"fmu": str(valve_fmu), "step_size": 0.5, "episode_steps": 3,
+              "actions": [{"name": "u", "low": 0.0, "high": 1.0}],
+              "observations": ["level", "flow"], "reward": {"output": "flow"},
+              "randomize": {"outflow": [0.0, 4.0]}}
+    inline, workers = (FMUVectorEnv(4, workers=w, **kwargs) for w in (0, 2))
+    actions = np.linspace(-1, 1, 4, dtype=np.float32)[:, None]
+    for venv in (inline, workers):
+        venv.reset(seed=3)
+    for _ in range(4):
+        a, b = inline.step(actions), workers.step(actions)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[1].tolist() == pytest.approx([0.0, 10 / 3, 20 / 3, 10.0])  # flow = 10 u
+    inline.close()
+    workers.close()
 
 
 def test_a_different_seed_gives_a_different_rollout(kwargs: dict, reference: list) -> None:
