@@ -102,10 +102,12 @@ def _worker(conn: Any, env_fns: Sequence[EnvFn], first: int) -> None:
 
 
 class ProcessExecutor:
-    """Chunks in worker processes started with ``forkserver`` (no fork of a threaded parent)."""
+    """Chunks in worker processes started with ``forkserver`` where the platform has it (no
+    fork of a threaded parent such as torch), else ``spawn``."""
 
     def __init__(self, chunks: list[tuple[list[EnvFn], int]]) -> None:
-        ctx = mp.get_context("forkserver")
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
         self.conns, self.procs = [], []
         for fns, first in chunks:
             parent, child = ctx.Pipe()
