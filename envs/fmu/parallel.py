@@ -117,7 +117,11 @@ class ProcessExecutor:
             self.conns.append(parent)
             self.procs.append(proc)
         self.firsts = [first for _, first in chunks]
-        self.spaces = self._gather()[0]
+        try:
+            self.spaces = self._gather()[0]
+        except BaseException:
+            self.close()  # the workers that did start must not linger
+            raise
 
     def call(self, method: str, args_per_chunk: list[tuple]) -> list[Any]:
         for conn, args in zip(self.conns, args_per_chunk, strict=True):
@@ -286,10 +290,17 @@ def FMUVectorEnv(num_envs: int, workers: int | None = None, backend: str = "proc
     processes (or Ray actors). The interface is checked here, before any worker starts, so a
     bad scenario fails at once with one line. An FMU that may be instantiated only once per
     process gets one worker per copy."""
-    from envs.fmu.env import FMUEnv
-    from envs.fmu.spec import parse_spec
+    import inspect
 
-    spec = parse_spec(**kwargs)
+    from envs.fmu.env import FMUEnv
+
+    known = list(inspect.signature(FMUEnv).parameters)
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise UserError(f"SafeTRPO/FMU-v0: unknown [env.kwargs] key {unknown[0]!r} (expected "
+                        f"{', '.join(known)}, workers)")
+    probe = FMUEnv(**kwargs)  # parses and checks the interface; loads no native code
+    spec = probe.fmu_spec
     if spec.once_per_process and workers is not None and workers < num_envs and num_envs > 1:
         raise UserError(f"{spec.label}: the FMU can be instantiated only once per process "
                         f"(canBeInstantiatedOnlyOncePerProcess), so it needs one worker per "

@@ -76,6 +76,13 @@ def test_missing_and_broken_fmu_files(tmp_path: Path) -> None:
         FMUEnv(**TANK_KWARGS)
 
 
+def test_vector_entry_point_checks_the_kwargs_before_starting_workers(tank_fmu: Path) -> None:
+    with pytest.raises(UserError, match=r"^SafeTRPO/FMU-v0: unknown \[env.kwargs\] key 'stepsize'"):
+        FMUVectorEnv(2, fmu=str(tank_fmu), stepsize=1.0, **TANK_KWARGS)
+    with pytest.raises(UserError, match="reward.output: no variable named 'Q'"):
+        FMUVectorEnv(2, fmu=str(tank_fmu), **{**TANK_KWARGS, "reward": {"output": "Q"}})
+
+
 def test_failing_do_step_names_the_model_time(tank_fmu: Path) -> None:
     env = make(tank_fmu, randomize=None, start_values={"T0": 70.0, "fail_above": 75.0},
                episode_steps=50)
