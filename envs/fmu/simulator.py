@@ -1,4 +1,4 @@
-"""One instance of an FMI 2.0 co-simulation FMU, driven through fmpy.
+"""One instance of an FMI 2.0 or 3.0 co-simulation FMU, driven through fmpy.
 
 An FMU is native code (a shared library inside the zip): loading it runs the plant vendor's
 code in this process with this user's rights, like a plugin. We load it only through fmpy's
@@ -38,17 +38,21 @@ class FMUSimulator:
     def __init__(self, spec: FMUSpec, instance_name: str = "safe_trpo") -> None:
         from fmpy.fmi1 import FMICallException
         from fmpy.fmi2 import FMU2Slave
+        from fmpy.fmi3 import FMU3Slave
 
         self.spec = spec
+        self._v3 = spec.fmi_version == "3.0"
+        self._do_step = "fmi3DoStep" if self._v3 else "fmi2DoStep"
         self._call_error = FMICallException
         self.time = spec.start_time
         self._reads = spec.reads
         self._read_vrs = [v.vr for v in self._reads]
         self._action_vrs = [v.vr for v in spec.actions]
         try:
-            self._fmu = FMU2Slave(guid=spec.guid, unzipDirectory=_unzipped(spec.path),
-                                  modelIdentifier=spec.model_identifier,
-                                  instanceName=instance_name)
+            slave = FMU3Slave if self._v3 else FMU2Slave
+            self._fmu = slave(guid=spec.guid, unzipDirectory=_unzipped(spec.path),
+                              modelIdentifier=spec.model_identifier,
+                              instanceName=instance_name)
             self._fmu.instantiate()
         except Exception as exc:  # a missing binary for this platform, a refused GUID, ...
             raise UserError(f"{spec.label}: cannot load or instantiate the FMU "
@@ -67,23 +71,28 @@ class FMUSimulator:
             if not self._fresh:
                 self._fmu.reset()
             self._fresh = False
-            self._fmu.setupExperiment(startTime=self.time)
+            if not self._v3:  # FMI 3.0 takes the start time in enterInitializationMode
+                self._fmu.setupExperiment(startTime=self.time)
             for var, value in values:
                 self._set(var, value)
-            self._fmu.enterInitializationMode()
+            if self._v3:
+                self._fmu.enterInitializationMode(startTime=self.time)
+            else:
+                self._fmu.enterInitializationMode()
             self._fmu.exitInitializationMode()
         except self._call_error as exc:
             raise self._fail("initialisation", exc) from None
         return self._read("initialisation")
 
     def _set(self, var: Variable, value: float) -> None:
+        fmu = self._fmu
         try:
             if var.type == "Real":
-                self._fmu.setReal([var.vr], [value])
+                (fmu.setFloat64 if self._v3 else fmu.setReal)([var.vr], [value])
             elif var.type == "Integer":
-                self._fmu.setInteger([var.vr], [int(round(value))])
+                (fmu.setInt32 if self._v3 else fmu.setInteger)([var.vr], [int(round(value))])
             else:
-                self._fmu.setBoolean([var.vr], [bool(value)])
+                fmu.setBoolean([var.vr], [bool(value)])
         except self._call_error as exc:
             raise UserError(f"{self.spec.label}: setting {var.name!r} = {value:g} failed at "
                             f"model time {self.time:g} s ({exc})") from None
@@ -92,23 +101,29 @@ class FMUSimulator:
         """Set the action inputs, advance one ``step_size``; the values of ``spec.reads``."""
         h = self.spec.step_size
         try:
-            self._fmu.setReal(self._action_vrs, list(inputs))
+            (self._fmu.setFloat64 if self._v3 else self._fmu.setReal)(self._action_vrs,
+                                                                     list(inputs))
         except self._call_error as exc:
             raise self._fail("setting the inputs " + ", ".join(
                 f"{v.name}={u:g}" for v, u in zip(self.spec.actions, inputs, strict=True)),
                 exc) from None
         try:
-            self._fmu.doStep(currentCommunicationPoint=self.time, communicationStepSize=h)
+            result = self._fmu.doStep(currentCommunicationPoint=self.time,
+                                      communicationStepSize=h)
         except self._call_error as exc:
-            raise UserError(f"{self.spec.label}: fmi2DoStep from model time {self.time:g} s "
-                            f"to {self.time + h:g} s failed ({exc}); the plant stopped there"
-                            ) from None
+            raise UserError(f"{self.spec.label}: {self._do_step} from model time "
+                            f"{self.time:g} s to {self.time + h:g} s failed ({exc}); the "
+                            f"plant stopped there") from None
+        if self._v3 and result[1]:  # terminateSimulation: the model refuses to go on
+            raise UserError(f"{self.spec.label}: the FMU asked to terminate the simulation at "
+                            f"model time {result[3]:g} s ({self._do_step} from "
+                            f"{self.time:g} s)")
         self.time += h
-        return self._read("fmi2DoStep")
+        return self._read(self._do_step)
 
     def _read(self, after: str) -> dict[str, float]:
         try:
-            raw = self._fmu.getReal(self._read_vrs)
+            raw = (self._fmu.getFloat64 if self._v3 else self._fmu.getReal)(self._read_vrs)
         except self._call_error as exc:
             raise self._fail(f"reading {[v.name for v in self._reads]}", exc) from None
         out = {}

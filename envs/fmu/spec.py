@@ -17,7 +17,10 @@ from typing import Any
 from safe_trpo.errors import UserError
 
 READABLE = ("output", "local")  # what observations, reward and costs may read (states are locals)
-SETTABLE_TYPES = ("Real", "Integer", "Boolean")
+# FMI 2.0 / 3.0 type names -> the type the env handles them as (FMI 3.0: Float64, Int32).
+TYPES = {"Real": "Real", "Float64": "Real", "Integer": "Integer", "Int32": "Integer",
+         "Boolean": "Boolean"}
+SETTABLE_TYPES = tuple(TYPES)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class FMUSpec:
 
     path: str
     label: str  # the FMU's file name, for messages
+    fmi_version: str  # "2.0" or "3.0"
     guid: str
     model_identifier: str
     once_per_process: bool  # canBeInstantiatedOnlyOncePerProcess
@@ -123,8 +127,9 @@ class _Model:
 
     def real(self, name: Any, where: str, causalities: tuple[str, ...], what: str) -> Variable:
         v = self.get(name, where, causalities, what)
-        if v.type != "Real":
-            raise UserError(f"{self.label}: {where}: {name!r} is of type {v.type}, expected Real")
+        if TYPES.get(v.type) != "Real":
+            raise UserError(f"{self.label}: {where}: {name!r} is of type {v.type}, expected "
+                            f"Real (FMI 3.0: Float64)")
         return Variable(name, int(v.valueReference), "Real", _declared(v.min), _declared(v.max))
 
     def settable(self, name: Any, where: str) -> Variable:
@@ -139,7 +144,8 @@ class _Model:
         if v.type not in SETTABLE_TYPES:
             raise UserError(f"{self.label}: {where}: {name!r} is of type {v.type}; only "
                             f"{', '.join(SETTABLE_TYPES)} start values are supported")
-        return Variable(name, int(v.valueReference), v.type, _declared(v.min), _declared(v.max))
+        return Variable(name, int(v.valueReference), TYPES[v.type], _declared(v.min),
+                        _declared(v.max))
 
 
 def _declared(value: Any) -> float | None:
@@ -168,9 +174,9 @@ def read_description(fmu: Any) -> tuple[Any, str]:
     except Exception as exc:  # lxml / fmpy validation errors have no common base
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{label}: invalid modelDescription.xml: {first}") from None
-    if md.fmiVersion != "2.0":
+    if md.fmiVersion not in ("2.0", "3.0"):
         raise UserError(f"{label}: FMI version {md.fmiVersion}; SafeTRPO/FMU-v0 runs FMI 2.0 "
-                        f"co-simulation FMUs")
+                        f"and 3.0 co-simulation FMUs")
     if md.coSimulation is None:
         raise UserError(f"{label}: the FMU has no co-simulation interface (model exchange "
                         f"only); export it for co-simulation")
@@ -189,7 +195,7 @@ def parse_spec(fmu: Any, step_size: Any, episode_steps: Any, actions: Any, obser
     if isinstance(episode_steps, bool) or not isinstance(episode_steps, int) or episode_steps < 1:
         raise UserError(f"{label}: episode_steps: expected an integer >= 1, got {episode_steps!r}")
     return FMUSpec(
-        path=str(Path(fmu).resolve()), label=label, guid=md.guid,
+        path=str(Path(fmu).resolve()), label=label, fmi_version=md.fmiVersion, guid=md.guid,
         model_identifier=md.coSimulation.modelIdentifier,
         once_per_process=bool(md.coSimulation.canBeInstantiatedOnlyOncePerProcess),
         step_size=h, episode_steps=episode_steps,

@@ -51,13 +51,22 @@ class Valve(Fmi2Slave):
 '''
 
 
-@pytest.fixture(scope="session")
-def tank_fmu(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The heated tank, compiled from envs/fmu/heated_tank/heated_tank.c by the system cc."""
+def compiler() -> str:
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.fail("no C compiler: the FMU tests need one (apt-get install gcc)")
-    compiler = "cc" if shutil.which("cc") else "gcc"
-    return build_fmu(tmp_path_factory.mktemp("fmu") / "heated_tank.fmu", compiler)
+    return "cc" if shutil.which("cc") else "gcc"
+
+
+@pytest.fixture(scope="session")
+def tank_fmu(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The heated tank as an FMI 2.0 FMU, compiled from envs/fmu/heated_tank/heated_tank.c."""
+    return build_fmu(tmp_path_factory.mktemp("fmu") / "heated_tank.fmu", compiler())
+
+
+@pytest.fixture(scope="session")
+def tank3_fmu(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tank as an FMI 3.0 FMU (heated_tank3.c over the same tank_core.h)."""
+    return build_fmu(tmp_path_factory.mktemp("fmu3") / "heated_tank3.fmu", compiler(), "3.0")
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from tests.envs import fmu_fixtures
 from tests.envs.fmu_fixtures import TANK_KWARGS
 
 tank_fmu = fmu_fixtures.tank_fmu
+tank3_fmu = fmu_fixtures.tank3_fmu
 valve_fmu = fmu_fixtures.valve_fmu
 
 
@@ -89,3 +90,23 @@ def test_python_fmu_built_with_pythonfmu(valve_fmu: Path) -> None:
     assert reward == pytest.approx(5.0) and info["cost_flow"] == pytest.approx(5.0)
     assert obs[0] == pytest.approx(1.0 + 0.5 * (5.0 - 1.0))  # outflow start value was applied
     env.close()
+
+
+def test_fmi3_fmu_runs_the_same_plant_as_its_fmi2_twin(tank_fmu: Path, tank3_fmu: Path) -> None:
+    """One model (tank_core.h) behind both standards: identical rollouts, step for step."""
+    rollouts = []
+    for fmu in (tank_fmu, tank3_fmu):
+        env = tank(fmu, randomize={"T0": [70.0, 80.0], "k": [0.05, 0.15]})
+        if fmu == tank3_fmu:
+            check_env(env, skip_render_check=True)
+            assert env.fmu_spec.fmi_version == "3.0"
+        steps = [env.reset(seed=4)[0].tolist()]
+        for action in np.linspace(0, 1, 12):
+            obs, reward, _, truncated, info = env.step(np.array([action], np.float32))
+            steps.append((obs.tolist(), reward, info["cost_overheat"], info["model_time"]))
+            if truncated:
+                steps.append(env.reset()[0].tolist())
+        env.close()
+        rollouts.append(steps)
+    assert rollouts[0] == rollouts[1]
+    assert any(step[2] > 0 for step in rollouts[1] if isinstance(step, tuple))  # it overheated

@@ -20,6 +20,7 @@ from tests.envs.fmu_fixtures import TANK_KWARGS
 SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fmu_heated_tank.toml"
 
 tank_fmu = fmu_fixtures.tank_fmu
+tank3_fmu = fmu_fixtures.tank3_fmu
 valve_fmu = fmu_fixtures.valve_fmu
 
 
@@ -93,6 +94,23 @@ def test_failing_do_step_names_the_model_time(tank_fmu: Path) -> None:
     assert one_line(exc) == ("heated_tank.fmu: fmi2DoStep from model time 1 s to 2 s failed "
                              "(fmi2DoStep failed with status 3 (error).); the plant stopped "
                              "there")
+
+
+def test_failing_fmi3_do_step_and_nan_name_the_model_time(tank3_fmu: Path) -> None:
+    env = make(tank3_fmu, randomize=None, start_values={"T0": 70.0, "fail_above": 75.0},
+               episode_steps=50)
+    env.reset(seed=0)
+    env.step(np.array([1.0]))
+    with pytest.raises(UserError) as exc:
+        env.step(np.array([1.0]))
+    assert one_line(exc) == ("heated_tank3.fmu: fmi3DoStep from model time 1 s to 2 s failed "
+                             "(fmi3DoStep failed with status 3 (error).); the plant stopped "
+                             "there")
+    env = make(tank3_fmu, start_values={"nan_after": 1.0})
+    env.reset(seed=0)
+    with pytest.raises(UserError, match=r"^heated_tank3.fmu: 'T' is nan at model time 1 s "
+                                        r"\(after fmi3DoStep\)"):
+        env.step(np.array([0.0]))
 
 
 def test_non_finite_output_names_the_variable_and_time(tank_fmu: Path) -> None:

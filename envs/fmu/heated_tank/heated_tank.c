@@ -1,6 +1,7 @@
 /* A heated tank as an FMI 2.0 co-simulation FMU: the example plant of safe-trpo's FMU path.
  *
- *   dT/dt = P * heat - k * (T - T_amb)          (explicit Euler, `substeps` per doStep)
+ *   dT/dt = P * heat - k * (T - T_amb)          (explicit Euler, `substeps` per doStep;
+ *                                                the physics is in tank_core.h)
  *
  * `heat` in [0, 1] is the heater command (input). Full heat drives T towards
  * T_amb + P / k = 120 degC by default, above a safety limit such as 80 degC, so a policy that
@@ -13,14 +14,8 @@
  * compiler against the FMI 2.0 headers that ship with fmpy, and zips it with its
  * modelDescription.xml).
  */
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include "tank_core.h"
 #include "fmi2Functions.h"
-
-enum { VR_HEAT, VR_T, VR_PRODUCTION, VR_T0, VR_K, VR_P, VR_T_AMB, VR_SUBSTEPS, VR_FAIL_ABOVE,
-       VR_NAN_AFTER, VR_DTDT, VR_ABORT_AFTER, N_REALS };
 
 typedef struct {
     fmi2Real r[N_REALS];
@@ -28,25 +23,6 @@ typedef struct {
     const fmi2CallbackFunctions *cb;
     char name[64];
 } Tank;
-
-static void defaults(Tank *m) {
-    memset(m->r, 0, sizeof(m->r));
-    m->r[VR_T0] = 25.0;
-    m->r[VR_K] = 0.1;
-    m->r[VR_P] = 10.0;
-    m->r[VR_T_AMB] = 20.0;
-    m->r[VR_SUBSTEPS] = 10.0;
-    m->r[VR_FAIL_ABOVE] = 1e9;
-    m->r[VR_NAN_AFTER] = 1e9;
-    m->r[VR_ABORT_AFTER] = 1e9;
-    m->time = 0.0;
-}
-
-static void outputs(Tank *m) {
-    fmi2Real over = m->r[VR_T] - m->r[VR_T_AMB];
-    m->r[VR_PRODUCTION] = over > 0 ? over / 100.0 : 0.0;
-    m->r[VR_DTDT] = m->r[VR_P] * m->r[VR_HEAT] - m->r[VR_K] * over;
-}
 
 static void logmsg(Tank *m, fmi2Status status, const char *msg) {
     if (m->cb && m->cb->logger) m->cb->logger(m->cb->componentEnvironment, m->name, status,
@@ -70,7 +46,7 @@ fmi2Component fmi2Instantiate(fmi2String instanceName, fmi2Type fmuType, fmi2Str
         return NULL;
     Tank *m = calloc(1, sizeof(Tank));
     if (!m) return NULL;
-    defaults(m);
+    tank_defaults(m->r);
     m->cb = cb;
     strncpy(m->name, instanceName ? instanceName : "tank", sizeof(m->name) - 1);
     return m;
@@ -88,9 +64,7 @@ fmi2Status fmi2SetupExperiment(fmi2Component c, fmi2Boolean tolDefined, fmi2Real
 fmi2Status fmi2EnterInitializationMode(fmi2Component c) { (void)c; return fmi2OK; }
 
 fmi2Status fmi2ExitInitializationMode(fmi2Component c) {
-    Tank *m = c;
-    m->r[VR_T] = m->r[VR_T0];
-    outputs(m);
+    tank_initialize(((Tank *)c)->r);
     return fmi2OK;
 }
 
@@ -98,7 +72,8 @@ fmi2Status fmi2Terminate(fmi2Component c) { (void)c; return fmi2OK; }
 
 fmi2Status fmi2Reset(fmi2Component c) {
     Tank *m = c;
-    defaults(m);
+    tank_defaults(m->r);
+    m->time = 0.0;
     return fmi2OK;
 }
 
@@ -116,8 +91,7 @@ fmi2Status fmi2SetReal(fmi2Component c, const fmi2ValueReference vr[], size_t n,
                        const fmi2Real value[]) {
     Tank *m = c;
     for (size_t i = 0; i < n; i++) {
-        if (vr[i] >= N_REALS || vr[i] == VR_T || vr[i] == VR_PRODUCTION || vr[i] == VR_DTDT)
-            return fmi2Error;
+        if (!tank_settable(vr[i])) return fmi2Error;
         m->r[vr[i]] = value[i];
     }
     return fmi2OK;
@@ -126,17 +100,9 @@ fmi2Status fmi2SetReal(fmi2Component c, const fmi2ValueReference vr[], size_t n,
 fmi2Status fmi2DoStep(fmi2Component c, fmi2Real t, fmi2Real h, fmi2Boolean noSetPrior) {
     (void)noSetPrior;
     Tank *m = c;
-    long n = (long)m->r[VR_SUBSTEPS];
-    if (n < 1) n = 1;
-    fmi2Real dt = h / (fmi2Real)n, T = m->r[VR_T];
-    const fmi2Real gain = m->r[VR_P] * m->r[VR_HEAT], k = m->r[VR_K], amb = m->r[VR_T_AMB];
-    for (long i = 0; i < n; i++) T += dt * (gain - k * (T - amb));
-    m->r[VR_T] = T;
+    int failed = tank_step(m->r, t, h);
     m->time = t + h;
-    if (m->time >= m->r[VR_NAN_AFTER]) m->r[VR_T] = NAN;
-    if (m->time >= m->r[VR_ABORT_AFTER]) abort(); /* a crashing plant, for the tests */
-    outputs(m);
-    if (T > m->r[VR_FAIL_ABOVE]) {
+    if (failed) {
         logmsg(m, fmi2Error, "temperature above fail_above: the model stops");
         return fmi2Error;
     }
