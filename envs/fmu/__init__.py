@@ -1,4 +1,4 @@
-"""Bring your own plant: FMI 2.0 co-simulation FMUs as constrained Gymnasium envs.
+"""Bring your own plant: FMI 2.0 and 3.0 co-simulation FMUs as constrained Gymnasium envs.
 
 ``spec`` parses and checks the interface (``[env.kwargs]``) against the FMU's model description,
 ``simulator`` drives one FMU instance through fmpy, ``env`` is ``SafeTRPO/FMU-v0``, ``parallel``

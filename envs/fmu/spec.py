@@ -134,7 +134,7 @@ class _Model:
 
     def settable(self, name: Any, where: str) -> Variable:
         v = self.get(name, where, ("parameter", "input", "local", "output"), "a start value")
-        # FMI 2.0: before initialisation only inputs and variables with an exact/approx start
+        # FMI 2.0/3.0: before initialisation only inputs and variables with an exact/approx start
         # may be set; a calculated variable or a constant would be rejected by the FMU.
         if v.causality not in ("parameter", "input") and v.initial not in ("exact", "approx"):
             raise UserError(f"{self.label}: {where}: {name!r} (causality {v.causality}, initial "
