@@ -1,9 +1,9 @@
 """``SafeTRPO/FMU-v0``: any FMI 2.0 or 3.0 co-simulation FMU as a constrained Gymnasium env.
 
-One env step sets the action inputs, calls ``fmi2DoStep`` (``fmi3DoStep``) over ``step_size``
-model seconds and reads the observations, the reward and the costs at the end of the step. Costs land in
-``info["cost_<name>"]`` (their sum in ``info["cost"]``), as for the shipped plants; an episode
-is truncated (never terminated) after ``episode_steps`` steps.
+One env step sets the action inputs, calls ``fmi2DoStep`` (``fmi3DoStep``) over
+``step_size`` model seconds and reads the observations, the reward and the costs at the end of
+the step. Costs land in ``info["cost_<name>"]`` (their sum in ``info["cost"]``), as for the
+shipped plants; an episode is truncated (never terminated) after ``episode_steps`` steps.
 """
 
 from __future__ import annotations
