@@ -20,6 +20,7 @@ _ENVS = {
                                    "envs.pressure_env:PressureVesselVectorEnv"),
     "SafeTRPO/Portfolio-v0": ("envs.portfolio.env:PortfolioEnv",
                               "envs.portfolio.env:PortfolioVectorEnv"),
+    "SafeTRPO/FMU-v0": ("envs.fmu.env:FMUEnv", "envs.fmu.parallel:FMUVectorEnv"),
 }
 
 for _env_id, (_entry, _vector_entry) in _ENVS.items():

@@ -47,6 +47,10 @@ class EnvConfig:
     vectorization: str = _f("auto", "'auto' uses the env's native vector env if registered, "
                                      "else Gymnasium's SyncVectorEnv; 'sync' forces the latter.",
                             choices=("auto", "sync"))
+    backend: str = _f("local", "Where the env copies run: 'local' (this process, or worker "
+                               "processes for SafeTRPO/FMU-v0) or 'ray' (Ray actors on the "
+                               "cluster at RAY_ADDRESS, else a local Ray instance).",
+                      choices=("local", "ray"))
 
 
 @dataclass(frozen=True)

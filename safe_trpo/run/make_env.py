@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
@@ -26,7 +27,9 @@ def make_vector_env(cfg: EnvConfig, num_envs: int | None = None) -> gym.vector.V
     kwargs = env_kwargs(cfg)
     where = f"[env] id = {cfg.id!r}"
     try:
-        if ":" in cfg.id and cfg.id not in gym.registry:
+        if cfg.backend == "ray":
+            venv = _ray_vector_env(cfg.id, kwargs, n, where)
+        elif ":" in cfg.id and cfg.id not in gym.registry:
             module_name, _, class_name = cfg.id.partition(":")
             try:
                 env_class = getattr(importlib.import_module(module_name), class_name)
@@ -62,3 +65,23 @@ def make_vector_env(cfg: EnvConfig, num_envs: int | None = None) -> gym.vector.V
         raise UserError(f"{where}: its vector env uses autoreset mode {mode!r}; safe-trpo needs "
                         f"AutoresetMode.SAME_STEP to bootstrap truncated episodes correctly")
     return venv
+
+
+def _ray_vector_env(env_id: str, kwargs: dict, n: int, where: str) -> gym.vector.VectorEnv:
+    """``[env] backend = "ray"``: the copies as Ray actors. A vector entry point that takes a
+    ``backend`` keyword (SafeTRPO/FMU-v0) places its own copies; any other env is built once
+    here (so bad kwargs fail in one line, not inside an actor) and then once per copy."""
+    from gymnasium.envs.registration import load_env_creator
+
+    from envs.fmu.parallel import ParallelVectorEnv, make_env_fns, make_one
+
+    if env_id in gym.registry and gym.spec(env_id).vector_entry_point is not None:
+        entry = gym.spec(env_id).vector_entry_point
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        if "backend" in inspect.signature(creator).parameters:
+            return creator(num_envs=n, backend="ray", **kwargs)
+    try:
+        make_one(env_id, kwargs).close()
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"{where}: cannot import it ({exc})") from None
+    return ParallelVectorEnv(make_env_fns(env_id, kwargs, n), backend="ray")

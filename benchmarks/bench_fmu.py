@@ -1,0 +1,139 @@
+"""FMU rollout throughput: 1 process vs N worker processes vs Ray actors, at 8 and 64 copies.
+
+The plant is the example heated tank compiled from C, with its internal Euler substeps raised
+until one ``fmi2DoStep`` costs about ``--step-ms`` (default 1 ms): a slow plant, where parallel
+rollouts matter. For each number of copies and each backend it prints env-steps/s next to the
+limit set by the FMU's own single-step time, the speed-up over one process, and the parallel
+efficiency: measured steps/s / (workers x 1 / single-step time), i.e. the share of the cores
+used that went into stepping the plant. The load average before and after is printed too: on
+a shared machine the other processes take cores, and the efficiency says so.
+
+    python benchmarks/bench_fmu.py                       # workers = os.cpu_count()
+    python benchmarks/bench_fmu.py --workers 2 --steps 40 --copies 8 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from envs.fmu import FMUEnv, ParallelVectorEnv
+from envs.fmu.build_example import build_fmu
+from envs.fmu.simulator import FMUSimulator
+from envs.fmu.spec import parse_spec
+
+KWARGS = {
+    "step_size": 1.0,
+    "episode_steps": 50,
+    "actions": [{"name": "heat", "low": 0.0, "high": 1.0}],
+    "observations": ["T", "dTdt"],
+    "reward": {"output": "production"},
+    "costs": {"overheat": {"output": "T", "above": 80.0}},
+    "randomize": {"T0": [20.0, 40.0]},
+}
+
+
+def fmu_step_seconds(fmu: Path, substeps: float, repeats: int) -> float:
+    """Median wall time of one bare FMU step (set input, doStep, read outputs), no env."""
+    spec = parse_spec(str(fmu), **{**KWARGS, "randomize": None,
+                                   "start_values": {"substeps": substeps}})
+    sim = FMUSimulator(spec)
+    sim.reset(spec.start_values)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sim.step([0.5])
+        times.append(time.perf_counter() - start)
+    sim.close()
+    return float(np.median(times))
+
+
+def calibrate(fmu: Path, target_s: float) -> tuple[float, float]:
+    """Substeps giving about ``target_s`` per step, and the measured step time."""
+    substeps = 10_000.0
+    for _ in range(4):
+        t = fmu_step_seconds(fmu, substeps, 30)
+        substeps = max(1.0, round(substeps * target_s / t))
+    return substeps, fmu_step_seconds(fmu, substeps, 200)
+
+
+def cpu_seconds(pids: list[int]) -> float | None:
+    """User + system CPU seconds of processes ``pids`` (Linux /proc), None elsewhere."""
+    try:
+        total = 0
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def throughput(fmu: Path, substeps: float, copies: int, workers: int, backend: str,
+               steps: int) -> tuple[float, float | None]:
+    """Env-steps/s of ``steps`` vector steps (after reset and one warm-up step), and the CPU
+    seconds this process and its worker processes spent meanwhile (None for Ray)."""
+    kwargs = {"fmu": str(fmu), **KWARGS, "start_values": {"substeps": substeps}}
+    venv = ParallelVectorEnv([functools.partial(FMUEnv, **kwargs)] * copies, workers, backend)
+    pids = [os.getpid()] + [p.pid for p in getattr(venv._exec, "procs", [])]
+    try:
+        venv.reset(seed=0)
+        rng = np.random.default_rng(0)
+        actions = rng.uniform(-1, 1, (steps + 1, copies, 1)).astype(np.float32)
+        venv.step(actions[0])
+        cpu0, start = cpu_seconds(pids), time.perf_counter()
+        for t in range(steps):
+            venv.step(actions[t + 1])
+        wall, cpu1 = time.perf_counter() - start, cpu_seconds(pids)
+        cpu = None if backend == "ray" or cpu0 is None or cpu1 is None else cpu1 - cpu0
+        return copies * steps / wall, cpu
+    finally:
+        venv.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="worker processes and Ray actors (default: os.cpu_count())")
+    parser.add_argument("--copies", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--steps", type=int, default=30, help="timed vector steps per case")
+    parser.add_argument("--step-ms", type=float, default=1.0, help="target FMU step time")
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        fmu = build_fmu(Path(tmp) / "heated_tank.fmu")
+        substeps, step_s = calibrate(fmu, args.step_ms / 1000)
+        limit = 1.0 / step_s
+        print(f"cores: {os.cpu_count()}  load average before: "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(f"FMU single step: {step_s * 1e3:.3f} ms ({substeps:.0f} Euler substeps) -> "
+              f"limit {limit:,.0f} steps/s per core")
+        print(f"{'copies':>6}  {'backend':<22} {'workers':>7} {'steps/s':>10} "
+              f"{'limit':>10} {'speed-up':>8} {'efficiency':>10} {'FMU share of CPU':>16}")
+        backends = [("1 process", 0, "process"), (f"{args.workers} processes", args.workers,
+                                                  "process")]
+        if not args.no_ray:
+            backends.append((f"Ray ({args.workers} actors)", args.workers, "ray"))
+        for copies in args.copies:
+            base = None
+            for label, workers, backend in backends:
+                rate, cpu = throughput(fmu, substeps, copies, workers, backend, args.steps)
+                used = max(1, min(workers, copies))
+                base = base or rate
+                # The plant's own work (steps x single-step time) over the CPU time spent:
+                # what the parallel machinery costs, whatever else the machine runs.
+                share = "-" if cpu is None else f"{copies * args.steps * step_s / cpu:.0%}"
+                print(f"{copies:>6}  {label:<22} {used:>7} {rate:>10,.0f} "
+                      f"{used * limit:>10,.0f} {rate / base:>7.2f}x "
+                      f"{rate / (used * limit):>9.0%} {share:>16}")
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""A vector env whose copies run in worker processes (or Ray actors), SAME_STEP autoreset.
+
+The N copies are split into W contiguous chunks, one per worker; a step sends each worker its
+chunk of actions, every worker steps its copies (resetting a finished copy inside the same
+step), and the results are assembled exactly as ``gymnasium.vector.SyncVectorEnv`` with
+``AutoresetMode.SAME_STEP`` assembles them (``final_obs`` / ``final_info`` for finished copies,
+their reset info at the top level). Unlike ``AsyncVectorEnv`` (one process per copy) a worker
+holds many copies, so 64 copies of a slow plant run on as many workers as there are cores.
+
+Seeding follows SyncVectorEnv: ``reset(seed=s)`` seeds copy i with ``s + i``. Each copy owns its
+generator, so the rollout is the same whatever the backend and the number of workers.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from safe_trpo.errors import UserError
+
+EnvFn = Callable[[], gym.Env]
+
+
+class WorkerError(RuntimeError):
+    """An exception raised by an env inside a worker, carried back with its type and copy."""
+
+
+class Chunk:
+    """The copies one worker owns; every method returns plain picklable data."""
+
+    def __init__(self, env_fns: Sequence[EnvFn], first: int) -> None:
+        self.first = first
+        self.envs = [fn() for fn in env_fns]
+
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return self.envs[0].observation_space, self.envs[0].action_space
+
+    def reset(self, seeds: Sequence[int | None], options: dict | None) -> list[tuple]:
+        return [self._guard(i, env.reset, seed=s, options=options)
+                for i, (env, s) in enumerate(zip(self.envs, seeds, strict=True))]
+
+    def step(self, actions: Sequence[Any]) -> list[tuple]:
+        out = []
+        for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            obs, reward, terminated, truncated, info = self._guard(i, env.step, action)
+            final = None
+            if terminated or truncated:
+                final = (obs, info)
+                obs, info = self._guard(i, env.reset)
+            out.append((obs, float(reward), bool(terminated), bool(truncated), info, final))
+        return out
+
+    def _guard(self, i: int, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            raise UserError(f"env copy {self.first + i}: {exc}") from None
+        except Exception as exc:
+            raise WorkerError(f"env copy {self.first + i}: {type(exc).__name__}: {exc}"
+                              ) from None
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception as something that pickles (a UserError stays a UserError)."""
+    if isinstance(exc, (UserError, WorkerError)):
+        return type(exc)(str(exc))
+    return WorkerError(f"{type(exc).__name__}: {exc}")
+
+
+def _worker(conn: Any, env_fns: Sequence[EnvFn], first: int) -> None:
+    try:
+        chunk = Chunk(env_fns, first)
+        conn.send(("ok", chunk.spaces()))
+    except BaseException as exc:  # report why the worker cannot start, then leave
+        conn.send(("error", _portable(exc)))
+        return
+    while True:
+        try:
+            method, args = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if method == "close":
+            chunk.close()
+            conn.send(("ok", None))
+            break
+        try:
+            conn.send(("ok", getattr(chunk, method)(*args)))
+        except BaseException as exc:
+            conn.send(("error", _portable(exc)))
+
+
+class ProcessExecutor:
+    """Chunks in worker processes started with ``forkserver`` where the platform has it (no
+    fork of a threaded parent such as torch), else ``spawn``."""
+
+    def __init__(self, chunks: list[tuple[list[EnvFn], int]]) -> None:
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+        self.conns, self.procs = [], []
+        for fns, first in chunks:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, fns, first), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.firsts = [first for _, first in chunks]
+        try:
+            self.spaces = self._gather()[0]
+        except BaseException:
+            self.close()  # the workers that did start must not linger
+            raise
+
+    def call(self, method: str, args_per_chunk: list[tuple]) -> list[Any]:
+        for conn, args in zip(self.conns, args_per_chunk, strict=True):
+            conn.send((method, args))
+        return self._gather()
+
+    def _gather(self) -> list[Any]:
+        results, error = [], None
+        for conn, proc, first in zip(self.conns, self.procs, self.firsts, strict=True):
+            try:
+                status, value = conn.recv()
+            except (EOFError, ConnectionError):
+                proc.join(timeout=5)
+                raise UserError(f"the worker process of env copies {first}+ died (exit code "
+                                f"{proc.exitcode}); an FMU's native code may have crashed"
+                                ) from None
+            if status == "error" and error is None:
+                error = value
+            results.append(value)
+        if error is not None:  # every worker answered, so the pipes stay in step
+            raise error
+        return results
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(("close", ()))
+                conn.recv()
+            except (OSError, EOFError, BrokenPipeError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+
+
+class InlineExecutor:
+    """All copies in this process (``workers = 0``): the reference the parallel runs match."""
+
+    def __init__(self, chunks: list[tuple[list[EnvFn], int]]) -> None:
+        self.chunks = [Chunk(fns, first) for fns, first in chunks]
+        self.spaces = self.chunks[0].spaces()
+
+    def call(self, method: str, args_per_chunk: list[tuple]) -> list[Any]:
+        return [getattr(c, method)(*args) for c, args in zip(self.chunks, args_per_chunk,
+                                                               strict=True)]
+
+    def close(self) -> None:
+        for c in self.chunks:
+            c.close()
+
+
+class ParallelVectorEnv(VectorEnv):
+    """N env copies spread over ``workers`` workers of a backend, SAME_STEP autoreset.
+
+    Args:
+        env_fns: one picklable constructor per copy (e.g. ``functools.partial(FMUEnv, ...)``).
+        workers: number of workers; 0 runs every copy in this process. Default: one per CPU
+            core (``os.cpu_count()``) or per Ray CPU, at most one per copy.
+        backend: ``"process"`` (worker processes on this machine) or ``"ray"`` (Ray actors on
+            the cluster ``ray.init`` connects to: ``RAY_ADDRESS``, else a local instance).
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, env_fns: Sequence[EnvFn], workers: int | None = None,
+                 backend: str = "process") -> None:
+        n = len(env_fns)
+        if n < 1:
+            raise ValueError("ParallelVectorEnv needs at least one env constructor")
+        if backend not in ("process", "ray"):
+            raise UserError(f"[env] backend: expected 'local' or 'ray', got {backend!r}")
+        if backend == "ray":
+            from envs.fmu.ray_backend import RayExecutor, ray_cpus
+
+            default = ray_cpus()
+        else:
+            default = os.cpu_count() or 1
+        w = default if workers is None else workers
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise UserError(f"workers: expected an integer >= 0, got {workers!r}")
+        w = min(w, n)
+        blocks = np.array_split(np.arange(n), max(w, 1))
+        chunks = [([env_fns[i] for i in block], int(block[0])) for block in blocks]
+        if w == 0:
+            self._exec: Any = InlineExecutor(chunks)
+        elif backend == "ray":
+            self._exec = RayExecutor(chunks)
+        else:
+            self._exec = ProcessExecutor(chunks)
+        self._sizes = [len(b) for b in blocks]
+        self.workers, self.backend = w, backend
+        self.num_envs = n
+        self.single_observation_space, self.single_action_space = self._exec.spaces
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+        self._closed_exec = False
+
+    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+        out, start = [], 0
+        for size in self._sizes:
+            out.append(list(items[start:start + size]))
+            start += size
+        return out
+
+    def reset(self, *, seed: int | Sequence[int | None] | None = None,
+              options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        if seed is None:
+            seeds: list[int | None] = [None] * n
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(n)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"reset: {len(seeds)} seeds given for {n} copies")
+        results = self._exec.call("reset", [(s, options) for s in self._split(seeds)])
+        flat = [r for chunk in results for r in chunk]
+        infos: dict[str, Any] = {}
+        for i, (_, info) in enumerate(flat):
+            infos = self._add_info(infos, info, i)
+        return np.stack([obs for obs, _ in flat]), infos
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                  dict[str, Any]]:
+        per_copy = list(gym.vector.utils.iterate(self.action_space, actions))
+        results = self._exec.call("step", [(a,) for a in self._split(per_copy)])
+        flat = [r for chunk in results for r in chunk]
+        infos: dict[str, Any] = {}
+        for i, (_, _, _, _, info, final) in enumerate(flat):
+            if final is not None:
+                infos = self._add_info(infos, {"final_obs": final[0], "final_info": final[1]},
+                                       i)
+            infos = self._add_info(infos, info, i)
+        obs = np.stack([r[0] for r in flat])
+        rewards = np.array([r[1] for r in flat], dtype=np.float64)
+        terminated = np.array([r[2] for r in flat], dtype=bool)
+        truncated = np.array([r[3] for r in flat], dtype=bool)
+        return obs, rewards, terminated, truncated, infos
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if not self._closed_exec:
+            self._closed_exec = True
+            self._exec.close()
+
+
+def make_env_fns(env_id: str, kwargs: dict[str, Any], n: int) -> list[EnvFn]:
+    """n picklable constructors of ``env_id`` (a registered id or ``package.module:Class``)."""
+    return [functools.partial(make_one, env_id, dict(kwargs))] * n
+
+
+def make_one(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
+    import importlib
+
+    import envs  # noqa: F401  (registers the SafeTRPO/* ids in this worker)
+
+    if ":" in env_id and env_id not in gym.registry:
+        module_name, _, class_name = env_id.partition(":")
+        return getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    return gym.make(env_id, **kwargs)
+
+
+def FMUVectorEnv(num_envs: int, workers: int | None = None, backend: str = "process",
+                 **kwargs: Any) -> ParallelVectorEnv:  # noqa: N802 (an entry point, like a class)
+    """The vector entry point of ``SafeTRPO/FMU-v0``: ``num_envs`` FMU copies in worker
+    processes (or Ray actors). The interface is checked here, before any worker starts, so a
+    bad scenario fails at once with one line. An FMU that may be instantiated only once per
+    process gets one worker per copy."""
+    import inspect
+
+    from envs.fmu.env import FMUEnv
+
+    known = list(inspect.signature(FMUEnv).parameters)
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise UserError(f"SafeTRPO/FMU-v0: unknown [env.kwargs] key {unknown[0]!r} (expected "
+                        f"{', '.join(known)}, workers)")
+    probe = FMUEnv(**kwargs)  # parses and checks the interface; loads no native code
+    spec = probe.fmu_spec
+    if spec.once_per_process and workers is not None and workers < num_envs and num_envs > 1:
+        raise UserError(f"{spec.label}: the FMU can be instantiated only once per process "
+                        f"(canBeInstantiatedOnlyOncePerProcess), so it needs one worker per "
+                        f"copy; got workers = {workers} for {num_envs} copies")
+    if spec.once_per_process:
+        workers = num_envs
+    return ParallelVectorEnv([functools.partial(FMUEnv, **kwargs)] * num_envs, workers, backend)

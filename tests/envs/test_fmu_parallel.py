@@ -1,0 +1,159 @@
+"""Parallel FMU rollouts: the same seed gives the same rollout in this process, in N worker
+processes and on Ray actors, laid out exactly as Gymnasium's SyncVectorEnv (SAME_STEP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from envs.fmu import FMUEnv, FMUVectorEnv
+from safe_trpo.config import EnvConfig, load_scenario
+from safe_trpo.record.audit import WALL_CLOCK_FIELDS, read_lines
+from safe_trpo.run.make_env import make_vector_env
+from safe_trpo.run.trainer import start_run
+from tests.envs import fmu_fixtures
+from tests.envs.fmu_fixtures import TANK_KWARGS
+
+SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fmu_heated_tank.toml"
+N, STEPS = 5, 12  # episodes of 5 steps: every copy resets twice inside the rollout
+
+tank_fmu = fmu_fixtures.tank_fmu
+valve_fmu = fmu_fixtures.valve_fmu
+
+
+def rollout(venv: gym.vector.VectorEnv, seed: int = 11) -> list[tuple]:
+    """(obs, reward, terminated, truncated, costs, final obs/costs) per step; actions are a
+    fixed function of the step so every backend sees the same ones."""
+    rng = np.random.default_rng(0)
+    obs, _ = venv.reset(seed=seed)
+    out = [(obs,)]
+    for _ in range(STEPS):
+        actions = rng.uniform(-1, 1, (venv.num_envs, 1)).astype(np.float32)
+        obs, reward, term, trunc, info = venv.step(actions)
+        done = term | trunc
+        final = info.get("final_info", {})
+        costs = np.where(done, final.get("cost_overheat", 0.0), info.get("cost_overheat", 0.0))
+        finals = [None if o is None else o.tolist() for o in info.get("final_obs", [None] * N)]
+        out.append((obs, reward, term, trunc, costs, finals, info.get("_final_obs")))
+    venv.close()
+    return out
+
+
+def same(a: list[tuple], b: list[tuple]) -> bool:
+    return all(all(np.array_equal(np.asarray(x, dtype=object), np.asarray(y, dtype=object))
+                   for x, y in zip(s, t, strict=True)) for s, t in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def kwargs(tank_fmu: Path) -> dict:
+    return {"fmu": str(tank_fmu), **TANK_KWARGS}
+
+
+@pytest.fixture(scope="module")
+def reference(kwargs: dict) -> list[tuple]:
+    """Gymnasium's own SyncVectorEnv over single FMU envs: the layout and numbers to match."""
+    return rollout(gym.vector.SyncVectorEnv([lambda: FMUEnv(**kwargs)] * N,
+                                            autoreset_mode=AutoresetMode.SAME_STEP))
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    import ray  # a test dependency: a missing ray fails here, it is not skipped
+
+    yield
+    ray.shutdown()
+
+
+def test_in_process_and_worker_processes_match_sync_vector_env(kwargs: dict,
+                                                               reference: list) -> None:
+    assert any(step[3].any() for step in reference[1:])  # episodes did end in the rollout
+    for workers in (0, 1, 2, 3):
+        venv = FMUVectorEnv(N, workers=workers, **kwargs)
+        assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+        assert same(rollout(venv), reference), f"workers = {workers}"
+
+
+def test_python_fmus_run_in_worker_processes(valve_fmu: Path) -> None:
+    """A pythonfmu FMU embeds a Python interpreter in its binary; it still runs per worker."""
+    kwargs = {"fmu": str(valve_fmu), "step_size": 0.5, "episode_steps": 3,
+              "actions": [{"name": "u", "low": 0.0, "high": 1.0}],
+              "observations": ["level", "flow"], "reward": {"output": "flow"},
+              "randomize": {"outflow": [0.0, 4.0]}}
+    inline, workers = (FMUVectorEnv(4, workers=w, **kwargs) for w in (0, 2))
+    actions = np.linspace(-1, 1, 4, dtype=np.float32)[:, None]
+    for venv in (inline, workers):
+        venv.reset(seed=3)
+    for _ in range(4):
+        a, b = inline.step(actions), workers.step(actions)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert a[1].tolist() == pytest.approx([0.0, 10 / 3, 20 / 3, 10.0])  # flow = 10 u
+    inline.close()
+    workers.close()
+
+
+def test_a_different_seed_gives_a_different_rollout(kwargs: dict, reference: list) -> None:
+    assert not same(rollout(FMUVectorEnv(N, workers=2, **kwargs), seed=12), reference)
+
+
+def test_scenario_builds_worker_processes_and_ray_actors_with_the_same_rollout(
+        kwargs: dict, reference: list, local_ray: None) -> None:
+    cfg = EnvConfig(id="SafeTRPO/FMU-v0", num_envs=N, data_files={"fmu": kwargs["fmu"]},
+                    kwargs={k: v for k, v in kwargs.items() if k != "fmu"})
+    local = make_vector_env(cfg)
+    assert local.backend == "process" and local.workers == min(N, os.cpu_count())
+    assert same(rollout(local), reference)
+    on_ray = make_vector_env(dataclasses.replace(cfg, backend="ray"))
+    assert on_ray.backend == "ray" and on_ray.workers >= 1
+    assert same(rollout(on_ray), reference)
+    three_actors = FMUVectorEnv(N, workers=3, backend="ray", **kwargs)
+    assert same(rollout(three_actors), reference)
+
+
+def test_ray_backend_runs_any_gymnasium_env(local_ray: None) -> None:
+    cfg = EnvConfig(id="Pendulum-v1", num_envs=3, backend="ray")
+    venv = make_vector_env(cfg)
+    sync = make_vector_env(dataclasses.replace(cfg, backend="local"))
+    for env in (venv, sync):
+        env.reset(seed=5)
+    actions = np.full((3, 1), 0.5, np.float32)
+    for _ in range(3):
+        a, b = venv.step(actions), sync.step(actions)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    venv.close()
+    sync.close()
+
+
+def without_clock(value: object) -> object:
+    """An audit line without wall-clock fields (at any depth: CPO's solve time is nested) and
+    without its chain fields."""
+    if isinstance(value, dict):
+        return {k: without_clock(v) for k, v in value.items()
+                if k not in WALL_CLOCK_FIELDS | {"hash", "prev_hash", "seq"}}
+    if isinstance(value, list):
+        return [without_clock(v) for v in value]
+    return value
+
+
+def test_training_records_the_same_rows_in_process_in_workers_and_on_ray(
+        tank_fmu: Path, tmp_path: Path, local_ray: None) -> None:
+    """DESIGN.md's rule (same scenario + seed -> same audit rows) holds across backends."""
+    shutil.copy(tank_fmu, tmp_path / "heated_tank.fmu")
+    (tmp_path / "tank.toml").write_text(SCENARIO.read_text())
+    rows = []
+    for overrides in (["env.kwargs.workers=0"], [], ["env.backend='ray'"]):
+        scenario = load_scenario(tmp_path / "tank.toml", [
+            f"run.out_dir={str(tmp_path / 'runs')!r}", "algo.steps_per_update=400",
+            "algo.total_steps=800", *overrides])
+        run_dir = start_run(scenario, progress=False).run_dir
+        rows.append([without_clock(ln) for ln in read_lines(run_dir)
+                     if ln["type"] in ("update", "run_finished")])
+    assert rows[0][0]["return_mean"] is not None and rows[0][-1]["status"] == "completed"
+    assert rows[0] == rows[1] == rows[2]
