@@ -9,6 +9,7 @@ An FMU carries native code: it runs with the user's rights, like a plugin. Use F
 """
 
 from envs.fmu.env import FMUEnv
+from envs.fmu.info import ENV_INFO
 from envs.fmu.parallel import FMUVectorEnv, ParallelVectorEnv
 
-__all__ = ["FMUEnv", "FMUVectorEnv", "ParallelVectorEnv"]
+__all__ = ["ENV_INFO", "FMUEnv", "FMUVectorEnv", "ParallelVectorEnv"]
