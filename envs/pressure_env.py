@@ -208,12 +208,13 @@ class PressurePlant:
                                        ENV_ID)[:, 0] + 1.0)
         setpoint, inflow = self._setpoint(slice(None), self.t), self._inflow(slice(None), self.t)
         params = self._params(slice(None))
-        vent_start = pressure.relief_flow(self.p, params)
-        self.p, self.x = pressure.advance(self.p, self.x, command, inflow, dt, params)
+        vent_start = pressure.relief_flow(self.p, params, self.popped)
+        self.p, self.x, self.popped = pressure.advance(self.p, self.x, command, inflow, dt,
+                                                       params, self.popped)
         self.t = self.t + 1
         error = np.abs(self.p - setpoint)
         cost_pressure = np.maximum(self.p - c.mawp_bar, 0.0) * dt
-        cost_relief = 0.5 * (vent_start + pressure.relief_flow(self.p, params)) * dt
+        cost_relief = 0.5 * (vent_start + pressure.relief_flow(self.p, params, self.popped)) * dt
         info = {"cost": cost_pressure + cost_relief, "cost_pressure": cost_pressure,
                 "cost_relief": cost_relief, "tracking_error": error,
                 "pressure": self.p.copy()}
