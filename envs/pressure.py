@@ -9,12 +9,13 @@ pressure. The gas follows a polytropic path ``P / rho^n = const`` through the re
     dP/dt = n P / (V rho(P)) (w_in - w_valve(P, x) - w_relief(P, mode))
     dx/dt = rate * tanh((u - x) / (tau * rate))
 
-n = 1 (the default) is the isothermal vessel: the gas exchanges heat with the walls fast enough
-to stay at ``gas_temp``, which is what a steel vessel of this size does over the minutes of a
-setpoint change and is how the PID gains and shipped scenarios were tuned. n = kappa = 1.4 is
-the adiabatic (isentropic) limit for fast transients: the gas heats as it is compressed and the
-pressure rises faster, so a short surge that an isothermal vessel absorbs can lift the relief
-valve. A relief study should run both (``polytropic_exponent`` in the env).
+n = 1 (the default of ``Params`` and of the env) is the isothermal vessel: the slow limit, where
+the gas has time to exchange heat with the walls and stays at ``gas_temp``; the PID gains were
+tuned on it. n = kappa = 1.4 is the adiabatic (isentropic) limit: heat transfer to a 20 m3
+vessel's wall takes far longer than a 0.5-3 minute surge, so the gas heats as it is compressed
+and the pressure rises faster, and a surge an isothermal vessel absorbs can lift the relief
+valve. That is the conservative model for relief, and the one ``scenarios/pressure_relief.toml``
+runs.
 
 State rows are ``[P (bar a), x (valve opening, 0..1)]``; the inputs are the valve command u
 (0..1) and the inflow w_in (kg/min); the relief valve's mode (closed, or popped open) is a
