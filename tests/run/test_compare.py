@@ -87,6 +87,11 @@ def test_compare_runs_every_controller_on_the_same_episodes(cstr_run: Path):
     last = read_lines(cstr_run)[-1]
     assert last["type"] == "comparison" and last["seed"] == 11
     assert verify_run(cstr_run).ok
+    from safe_trpo.report.build import write_report
+
+    page = Path(write_report(cstr_run)).read_text()
+    section = page[page.index('<section id="comparison">'):]
+    assert "mpc" in section[:section.index("</section>")] and "data:image/png" in section
 
 
 def test_cli_compare_prints_the_table(cstr_run: Path, capsys: pytest.CaptureFixture):
