@@ -11,9 +11,10 @@ model takes as a ramp over the whole step). Objective per step: squared tracking
 the env's ``tracking_scale``, a squared move term, and a heavily weighted slack on the safety
 limit (CSTR: temperature below the safe band less ``temp_backoff_K``; vessel: pressure below
 the relief set pressure less ``pressure_backoff_bar``), soft so that a disturbance the valve
-cannot reject leaves a feasible problem. Offset-free: a constant output disturbance d (filtered
-difference between each measurement and the previous one-step prediction) is added to the
-prediction, as in standard offset-free MPC.
+cannot reject leaves a feasible problem. Offset-free: a constant additive disturbance per step
+w (the filtered difference between each measured state and the nominal model's one-step
+prediction from the previous measurement) is added to every predicted step, so a plant whose
+UA, k0, Kv or volume differ from nominal is still driven to its setpoint.
 
 Integration inside the NLP: fixed-step RK4 (``substeps`` per control step) of the nominal ODE,
 by single shooting; the CSTR's coolant lag is solved exactly for the ramping target (as in the
@@ -41,11 +42,11 @@ class MPCSettings:
     """Control steps predicted (CSTR: 6 min at 0.5 min; vessel: 3 min at 0.25 min)."""
     substeps: int = 4
     """RK4 steps per control step inside the model."""
-    move_weight: float = 0.5
+    move_weight: float = 2.0
     """Weight of (valve move / full stroke)^2 per step, against (error / tracking_scale)^2."""
     slack_weight: float = 1e3
     """Weight of the safety-limit slack (linear and quadratic)."""
-    disturbance_filter: float = 0.3
+    disturbance_filter: float = 0.2
     """Filter factor (0-1) of the output-disturbance estimate per step."""
     temp_backoff_K: float = 2.0
     """CSTR: the predicted temperature is held this far below ``safe_temp_K``."""
@@ -116,17 +117,18 @@ class _MPC:
         self._warm[row] = np.concatenate([z[1:n], z[n - 1:n], z[n + 1:], [0.0]])
         return float(np.clip(z[0], 0.0, 1.0)), z
 
-    def _begin(self, n_rows: int) -> np.ndarray:
+    def _begin(self, n_rows: int, k: int) -> np.ndarray:
         if self._fresh is None or len(self._fresh) != n_rows:
             self._fresh = np.ones(n_rows, dtype=bool)
             self._warm = np.zeros((n_rows, 2 * self.settings.horizon))
-            self._d, self._pred = np.zeros(n_rows), np.zeros(n_rows)
+            self._d, self._pred = np.zeros((n_rows, k)), np.zeros((n_rows, k))
         return self._fresh
 
     def _estimate(self, measured: np.ndarray) -> np.ndarray:
-        """Update and return the output-disturbance estimate (fresh rows start at 0)."""
-        a = self.settings.disturbance_filter
-        self._d = np.where(self._fresh, 0.0, (1.0 - a) * self._d + a * (measured - self._pred))
+        """Update and return the per-step disturbance estimates (rows, k) from the measured
+        states (rows, k) (fresh rows start at 0)."""
+        a, fresh = self.settings.disturbance_filter, self._fresh[:, None]
+        self._d = np.where(fresh, 0.0, (1.0 - a) * self._d + a * (measured - self._pred))
         return self._d
 
 
@@ -141,7 +143,7 @@ class CSTRMPC(_MPC):
         c, s, n, dt = config, settings, settings.horizon, config.dt_minutes
         self.config = c
         nominal = cstr.Params()
-        p = ca.SX.sym("p", 8)  # Ca, T, Tc, valve, Ti, Caf, setpoint, d
+        p = ca.SX.sym("p", 9)  # Ca, T, Tc, valve, Ti, Caf, setpoint, w_Ca, w_T
         v, slack = ca.SX.sym("v", n), ca.SX.sym("s", n)
         span, tau = c.coolant_max_K - c.coolant_min_K, c.coolant_lag_minutes
         x = ca.vertcat(p[0], p[1])
@@ -159,9 +161,10 @@ class CSTRMPC(_MPC):
             x = _rk4(lambda _t, y, tcm=tc_mean: ca.vertcat(*self._rhs(y, tcm, p[4], p[5],
                                                                        nominal)),
                      x, dt, s.substeps)
-            if k == 0:
-                self._predict = ca.Function("predict", [p, v], [x[0]])
-            err = (x[0] + p[7] - p[6]) / c.tracking_scale
+            if k == 0:  # the nominal one-step prediction, without w: for the estimate
+                self._predict = ca.Function("predict", [p, v], [x])
+            x = x + p[7:9]
+            err = (x[0] - p[6]) / c.tracking_scale
             objective += err * err + s.move_weight * (v[k] - prev) ** 2
             objective += s.slack_weight * (slack[k] + slack[k] ** 2)
             moves.append(v[k] - prev)
@@ -190,16 +193,16 @@ class CSTRMPC(_MPC):
         names = cstr_env.OBS_NAMES
         raw = np.asarray(obs, np.float64) * cstr_env.OBS_SCALE + cstr_env.OBS_CENTER
         col = {k: raw[:, names.index(k)] for k in names}
-        self._begin(len(raw))
-        d = self._estimate(col["ca"])
+        self._begin(len(raw), 2)
+        d = self._estimate(np.stack([col["ca"], col["temperature"]], axis=1))
         out = np.empty(len(raw))
         for i in range(len(raw)):
             params = np.array([col["ca"][i], col["temperature"][i],
                                col["coolant_temperature"][i], col["valve_opening"][i],
                                col["feed_temperature"][i], col["feed_concentration"][i],
-                               col["ca_setpoint"][i], d[i]])
+                               col["ca_setpoint"][i], d[i, 0], d[i, 1]])
             out[i], z = self._solve(i, params, col["valve_opening"][i])
-            self._pred[i] = float(self._predict(params, z[:self.settings.horizon]))
+            self._pred[i] = np.asarray(self._predict(params, z[:self.settings.horizon])).ravel()
         self._fresh[:] = False
         return (2.0 * out - 1.0).astype(np.float32)[:, None]
 
@@ -215,7 +218,7 @@ class PressureMPC(_MPC):
         super().__init__(settings, config.valve_rate_per_min * config.dt_minutes)
         c, s, n, dt = config, settings, settings.horizon, config.dt_minutes
         self.config = c
-        p = ca.SX.sym("p", 6)  # P, valve, inflow, setpoint, d, reference pressure
+        p = ca.SX.sym("p", 6)  # P, valve, inflow, setpoint, w, reference pressure
         v, slack = ca.SX.sym("v", n), ca.SX.sym("s", n)
         nominal = pressure.Params(polytropic_exponent=c.polytropic_exponent,
                                   relief_set=c.relief_set_bar)
@@ -225,9 +228,10 @@ class PressureMPC(_MPC):
                 opening = start + (end - start) * t / dt
                 return self._rhs(y, opening, p[2], p[5], nominal)
             x = _rk4(rhs, x, dt, s.substeps)
-            if k == 0:
+            if k == 0:  # the nominal one-step prediction, without w: for the estimate
                 self._predict = ca.Function("predict", [p, v], [x])
-            err = (x + p[4] - p[3]) / c.tracking_scale
+            x = x + p[4]
+            err = (x - p[3]) / c.tracking_scale
             objective += err * err + s.move_weight * (v[k] - prev) ** 2
             objective += s.slack_weight * (slack[k] + slack[k] ** 2)
             moves.append(v[k] - prev)
@@ -255,19 +259,19 @@ class PressureMPC(_MPC):
         names = pressure_env.OBS_NAMES
         raw = np.asarray(obs, np.float64) * pressure_env.OBS_SCALE + pressure_env.OBS_CENTER
         col = {k: raw[:, names.index(k)] for k in names}
-        fresh = self._begin(len(raw))
+        fresh = self._begin(len(raw), 1)
         if not hasattr(self, "_p_ref") or len(self._p_ref) != len(raw):
             self._p_ref = col["pressure_setpoint"].copy()
         # the gas path's reference: the episode's first setpoint (where the env starts it)
         self._p_ref = np.where(fresh, col["pressure_setpoint"], self._p_ref)
-        d = self._estimate(col["pressure"])
+        d = self._estimate(col["pressure"][:, None])[:, 0]
         out = np.empty(len(raw))
         for i in range(len(raw)):
             params = np.array([col["pressure"][i], col["valve_opening"][i],
                                max(col["inflow"][i], 0.0), col["pressure_setpoint"][i], d[i],
                                self._p_ref[i]])
             out[i], z = self._solve(i, params, col["valve_opening"][i])
-            self._pred[i] = float(self._predict(params, z[:self.settings.horizon]))
+            self._pred[i, 0] = float(self._predict(params, z[:self.settings.horizon]))
         self._fresh[:] = False
         return (2.0 * out - 1.0).astype(np.float32)[:, None]
 

@@ -155,7 +155,7 @@ def comparison_section(lines: list[dict[str, Any]]) -> str:
              "draws and sensor noise). Intervals are 95 % over episodes (t for means, Wilson "
              "for the fraction over a limit); the worst episode stands beside each mean. IAE is "
              "the integral of |tracked variable - setpoint| over time; settling is the time to "
-             "stay within 10 % of a setpoint step.</p>")
+             "stay within 10 % of a setpoint step (no narrower than the sensor noise).</p>")
     headers, rows = comparison_rows(record)
     notes = "".join(f'<p class="small">{esc(n)}</p>' for n in solve_time_notes(record))
     try:

@@ -12,8 +12,10 @@ means, Wilson for fractions, and the worst episode beside each mean):
 - ``iae``: integral of |tracked variable - setpoint| dt (mol/L min or bar min);
 - ``valve_travel``: total valve stroke moved per episode (full strokes);
 - ``settling_minutes``: after each setpoint change, the time until the tracked variable enters
-  and stays within ``SETTLE_FRACTION`` of the step size of the new setpoint until the next
-  change (a change it never settles from counts the whole segment and is counted unsettled);
+  and stays within a band of the new setpoint until the next change: ``SETTLE_FRACTION`` of
+  the step size, but no narrower than the plant's ``settle_floor`` (its sensor noise std:
+  a band inside the noise cannot be judged from the measurement); a change it never settles
+  from counts the whole segment and is counted unsettled;
 - per constraint: mean and max episode cost, fraction of episodes over the limit.
 The MPC's wall time per solve (one copy, one step) is reported as median / 95th percentile /
 max, with the solves IPOPT did not finish. One episode (the first of copy 0) is kept as
@@ -39,11 +41,11 @@ SETTLE_FRACTION = 0.1
 
 PLANTS = {
     "SafeTRPO/CSTR-v0": {"tracked": "ca", "setpoint": "ca_setpoint", "unit": "mol/L",
-                         "safety": "temperature", "safety_unit": "K",
+                         "safety": "temperature", "safety_unit": "K", "settle_floor": 0.005,
                          "limits": {"safe band": "safe_temp_K", "runaway": "runaway_temp_K"}},
     "SafeTRPO/PressureVessel-v0": {
         "tracked": "pressure", "setpoint": "pressure_setpoint", "unit": "bar a",
-        "safety": "pressure", "safety_unit": "bar a",
+        "safety": "pressure", "safety_unit": "bar a", "settle_floor": 0.02,
         "limits": {"relief set": "relief_set_bar", "MAWP": "mawp_bar"}},
 }
 """Per plant: info keys of the tracked variable, its setpoint and the safety variable, and the
@@ -110,13 +112,15 @@ def record_episodes(envs, controller: Controller, episodes: int, seed: int,
     return [ep for copy in finished for ep in copy]
 
 
-def settling_times(pv: np.ndarray, sp: np.ndarray, dt: float) -> tuple[list[float], int]:
-    """(settling time in minutes after each setpoint change, number never settled)."""
+def settling_times(pv: np.ndarray, sp: np.ndarray, dt: float, floor: float = 0.0
+                   ) -> tuple[list[float], int]:
+    """(settling time in minutes after each setpoint change, number never settled); the band
+    is ``SETTLE_FRACTION`` of the step, at least ``floor``."""
     changes = np.flatnonzero(np.diff(sp) != 0) + 1
     times, unsettled = [], 0
     for j, start in enumerate(changes):
         end = changes[j + 1] if j + 1 < len(changes) else len(sp)
-        band = SETTLE_FRACTION * abs(sp[start] - sp[start - 1])
+        band = max(SETTLE_FRACTION * abs(sp[start] - sp[start - 1]), floor)
         outside = np.flatnonzero(np.abs(pv[start:end] - sp[start:end]) > band)
         if len(outside) == 0:
             times.append(0.0)
@@ -152,7 +156,7 @@ def summarise(eps: list[dict[str, np.ndarray]], plant: dict, limits: dict[str, f
     pv, sp = plant["tracked"], plant["setpoint"]
     settle, unsettled = [], 0
     for ep in eps:
-        t, u = settling_times(ep[pv], ep[sp], dt)
+        t, u = settling_times(ep[pv], ep[sp], dt, plant.get("settle_floor", 0.0))
         settle += t
         unsettled += u
     out: dict[str, Any] = {
