@@ -23,12 +23,11 @@ def radau(state0, command: float, inflow: float, dt: float, params=P):
         def event(_t, yy, level=level):
             return yy[0] - level
         event.terminal, event.direction = True, (-1.0 if popped else 1.0)
-        mode = popped
-        sol = solve_ivp(lambda _t, yy: pr.derivatives(yy[None], command, inflow, params,
-                                                      mode)[0], (t, dt), y, method="Radau",
-                        rtol=1e-10, atol=1e-12, events=event,
-                        jac=lambda _t, yy: pr.jacobian(yy[None], command, inflow, params,
-                                                       mode)[0])
+        sol = solve_ivp(lambda _t, yy, m=popped: pr.derivatives(yy[None], command, inflow,
+                                                                params, m)[0],
+                        (t, dt), y, method="Radau", rtol=1e-10, atol=1e-12, events=event,
+                        jac=lambda _t, yy, m=popped: pr.jacobian(yy[None], command, inflow,
+                                                                 params, m)[0])
         assert sol.success
         t, y = sol.t[-1], sol.y[:, -1]
         if sol.status == 1:
