@@ -98,9 +98,10 @@ def test_setpoints_keep_the_operating_margin_below_relief_set():
 
 
 def test_pressure_feedforward_opens_with_the_surge():
-    # On the adiabatic vessel (where surges lift the relief valve), the same episodes: the
-    # feedforward vents less and tracks better than the feedback-only loop.
-    venv = gym.make_vec("SafeTRPO/PressureVessel-v0", num_envs=16, polytropic_exponent=1.4)
+    # On the adiabatic vessel with surges up to +120 % (where they lift the relief valve), the
+    # same episodes: the feedforward vents less and tracks better than the feedback-only loop.
+    venv = gym.make_vec("SafeTRPO/PressureVessel-v0", num_envs=16, polytropic_exponent=1.4,
+                        surge_max_fraction=1.2)
     limits = {"pressure": 0.01, "relief": 0.25}
     fb = evaluate_controller(venv, pressure_pid(), 32, seed=77, limits=limits)
     ff = evaluate_controller(venv, pressure_pid(feedforward=True), 32, seed=77, limits=limits)
