@@ -42,10 +42,19 @@ def _get(stat: Any, key: str) -> str:
     return _fmt(stat.get(key)) if isinstance(stat, dict) else "\u2014"
 
 
+def ordered(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """``record[key]`` (a dict by controller) in the line's ``order`` (the audit stores keys
+    sorted), the policy first; names not in ``order`` follow in stored order."""
+    found = record.get(key)
+    found = found if isinstance(found, dict) else {}
+    order = record.get("order") if isinstance(record.get("order"), list) else ["policy"]
+    names = [n for n in order if isinstance(n, str) and n in found]
+    return {n: found[n] for n in names + [n for n in found if n not in names]}
+
+
 def comparison_rows(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """(headers, rows) of a comparison line's controllers, as display text."""
-    controllers = record.get("controllers")
-    controllers = controllers if isinstance(controllers, dict) else {}
+    controllers = ordered(record, "controllers")
     names: list[str] = []
     for r in controllers.values():
         for c in (r.get("constraints") if isinstance(r, dict) else None) or []:
@@ -93,7 +102,7 @@ def comparison_figure(record: dict[str, Any]):
     from matplotlib.figure import Figure
 
     plant = record.get("plant") if isinstance(record.get("plant"), dict) else {}
-    example = record.get("example") if isinstance(record.get("example"), dict) else {}
+    example = ordered(record, "example")
     limits = record.get("limits_drawn") if isinstance(record.get("limits_drawn"), dict) else {}
     dt = _num(record.get("dt_minutes"))
     dt = 1.0 if math.isnan(dt) else dt

@@ -221,7 +221,8 @@ def compare_run(run_dir: Path, controllers: list[str], episodes: int = 20,
                                                    if k != "limits"},
         "limits_drawn": {label: float(getattr(config, field))
                          for label, field in plant["limits"].items()},
-        "settle_fraction": SETTLE_FRACTION, "controllers": results, "example": example}
+        "settle_fraction": SETTLE_FRACTION, "order": list(results), "controllers": results,
+        "example": example}  # "order": the audit line's keys are stored sorted
     with AuditLog(policy.run_dir) as audit:
         audit.append("comparison", **record)
     return record

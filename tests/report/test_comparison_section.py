@@ -23,6 +23,7 @@ def record(tracked: str = "ca", safety: str = "temperature") -> dict:
             "plant": {"tracked": tracked, "setpoint": "ca_setpoint", "safety": safety,
                       "unit": "mol/L", "safety_unit": "K"},
             "limits_drawn": {"safe band": 340.0, "runaway": 350.0},
+            "order": ["policy", "pid", "<script>x</script>"],
             "controllers": {"policy": entry, "pid": entry,
                             "<script>x</script>": {**entry, "solve_ms": {
                                 "median": 20.0, "p95": 40.0, "max": 90.0, "solves": 2400,
