@@ -17,6 +17,7 @@ Generic over the plant: the kernels below take two compiled functions of one row
 
     rhs_jac(y1, y2, c) -> (f1, f2, j11, j12, j21, j22)   the derivatives and their Jacobian
     admissible(y1, y2, new1, new2, c) -> factor           see ``integrate_row``
+    switch(y1, y2, c) -> None                             a hybrid plant's discrete mode
 
 where ``c`` is that row's 1-D vector of coefficients (the plant's ``coefficients()`` in order).
 ``specialise(plant module)`` compiles ``integrate_rows`` with the plant's pair inlined (numba
@@ -108,7 +109,7 @@ def rodas4_step(rhs_jac, y1: float, y2: float, c: np.ndarray, h: float
 
 
 @kernel
-def integrate_row(rhs_jac, admissible, y1: float, y2: float, c: np.ndarray, dt: float,
+def integrate_row(rhs_jac, admissible, switch, y1: float, y2: float, c: np.ndarray, dt: float,
                   rtol: float, atol1: float, atol2: float, max_steps: int
                   ) -> tuple[float, float, bool]:
     """Integrate one row over ``dt`` with adaptive RODAS4 steps: (y1, y2, finished).
@@ -126,9 +127,15 @@ def integrate_row(rhs_jac, admissible, y1: float, y2: float, c: np.ndarray, dt: 
     estimate is equally wrong and looks small; and a long step across a kink of the right-hand
     side (a relief valve lifting) can look smooth to the estimate too.
 
+    ``switch(y1, y2, c)`` runs before the first step and after each accepted one, and may
+    change ``c`` in place: a discrete mode of a hybrid plant (a relief valve that has popped
+    stays open until it reseats). ``admissible`` keeps steps from jumping far past a switching
+    point, so the mode changes within a short step of where it should.
+
     ``finished`` is False if the row did not reach ``dt`` within ``max_steps`` attempts or its
     step size collapsed below 1e-13 dt; the state returned is then where it stopped.
     """
+    switch(y1, y2, c)
     end = dt * (1.0 - 1e-12)
     t, h = 0.0, dt
     h_accepted, err_accepted = 0.0, 0.0  # the last accepted step (0: none yet)
@@ -158,6 +165,7 @@ def integrate_row(rhs_jac, admissible, y1: float, y2: float, c: np.ndarray, dt: 
             h_accepted, err_accepted = hs, max(err, ERR_FLOOR)
             t += hs
             y1, y2 = n1, n2
+            switch(y1, y2, c)
             if t >= end:
                 return y1, y2, True
         h = hs * factor
@@ -167,17 +175,18 @@ def integrate_row(rhs_jac, admissible, y1: float, y2: float, c: np.ndarray, dt: 
 
 
 @kernel
-def integrate_rows(rhs_jac, admissible, y1: np.ndarray, y2: np.ndarray, coeffs: np.ndarray,
-                   dt: float, rtol: float, atol1: float, atol2: float, max_steps: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def integrate_rows(rhs_jac, admissible, switch, y1: np.ndarray, y2: np.ndarray,
+                   coeffs: np.ndarray, dt: float, rtol: float, atol1: float, atol2: float,
+                   max_steps: int                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``integrate_row`` for every row i of (N,) ``y1``, ``y2`` with coefficients
-    ``coeffs[i]`` ((N, k)): new (N,) arrays and a (N,) boolean ``finished``."""
+    ``coeffs[i]`` ((N, k), updated in place by ``switch``): new (N,) arrays and a (N,) boolean
+    ``finished``."""
     n = y1.shape[0]
     out1, out2 = np.empty(n), np.empty(n)
     finished = np.empty(n, dtype=np.bool_)
     for i in range(n):
-        out1[i], out2[i], finished[i] = integrate_row(rhs_jac, admissible, y1[i], y2[i],
-                                                      coeffs[i], dt, rtol, atol1, atol2,
+        out1[i], out2[i], finished[i] = integrate_row(rhs_jac, admissible, switch, y1[i],
+                                                      y2[i], coeffs[i], dt, rtol, atol1, atol2,
                                                       max_steps)
     return out1, out2, finished
 
@@ -186,9 +195,9 @@ def specialise(plant: ModuleType):
     """``integrate_rows`` for one plant, compiled once and cached on disk: a function of
     (y1, y2, coeffs, dt, rtol, atol1, atol2, max_steps), the ``rows_kernel`` of ``integrate``.
 
-    ``plant`` is the plant's module. It defines the compiled row functions ``row_rhs_jac`` and
-    ``row_admissible`` (module docstring), before or after this call: they are looked up when
-    the function is first called.
+    ``plant`` is the plant's module. It defines the compiled row functions ``row_rhs_jac``,
+    ``row_admissible`` and ``row_switch`` (module docstring), before or after this call: they
+    are looked up when the function is first called.
     """
     # Three things about numba's on-disk cache shape this function.
     # - The row functions are reached as attributes of the plant's module, constants at compile
@@ -206,8 +215,8 @@ def specialise(plant: ModuleType):
 
     def integrate_plant_rows(y1, y2, coeffs, dt, rtol, atol1, atol2, max_steps):
         plant_digest  # noqa: B018  (in the cache key, see above)
-        return integrate_rows(plant.row_rhs_jac, plant.row_admissible, y1, y2, coeffs, dt,
-                              rtol, atol1, atol2, max_steps)
+        return integrate_rows(plant.row_rhs_jac, plant.row_admissible, plant.row_switch, y1, y2,
+                              coeffs, dt, rtol, atol1, atol2, max_steps)
 
     integrate_plant_rows.__qualname__ = f"integrate_rows_{plant.__name__.rsplit('.', 1)[-1]}"
     return compiled(integrate_plant_rows)
@@ -215,15 +224,17 @@ def specialise(plant: ModuleType):
 
 def integrate(rows_kernel, y1: np.ndarray, y2: np.ndarray,
               coeffs: tuple[float | np.ndarray, ...], dt: float, rtol: float, atol1: float,
-              atol2: float, name: str) -> tuple[np.ndarray, np.ndarray]:
+              atol2: float, name: str, return_coeffs: bool = False) -> tuple[np.ndarray, ...]:
     """Advance every row of a two-state autonomous ODE by ``dt``, each with its own adaptive
     RODAS4 steps (``integrate_row``).
 
     ``rows_kernel`` is the plant's ``specialise(...)``; ``y1``, ``y2`` are the (N,) states;
     ``coeffs`` is the plant's ``coefficients()``, each a float or an (N,) array; ``rtol`` and
     ``atol1``, ``atol2`` (in the states' units) bound each step's error estimate; ``name``
-    prefixes error messages. Raises ``ValueError`` for a non-finite state or coefficient and
-    ``RuntimeError`` naming the rows that could not be integrated (never returns NaN).
+    prefixes error messages; with ``return_coeffs`` the (N, k) coefficient table comes back
+    too, as ``switch`` left it (a hybrid plant's new modes). Raises ``ValueError`` for a
+    non-finite state or coefficient and ``RuntimeError`` naming the rows that could not be
+    integrated (never returns NaN).
     """
     y1 = np.ascontiguousarray(y1, dtype=np.float64)
     y2 = np.ascontiguousarray(y2, dtype=np.float64)
@@ -243,4 +254,4 @@ def integrate(rows_kernel, y1: np.ndarray, y2: np.ndarray,
         raise RuntimeError(f"{name}: rows {failed[:5].tolist()} (of {failed.size} failing) did "
                            f"not reach dt={dt} (step size collapsed or more than {MAX_STEPS} "
                            "steps)")
-    return out1, out2
+    return (out1, out2, table) if return_coeffs else (out1, out2)

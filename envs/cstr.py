@@ -128,6 +128,11 @@ def row_admissible(ca: float, temp: float, new_ca: float, new_temp: float, c: np
     return 1.0 if inside else 0.25
 
 
+@compiled
+def row_switch(ca: float, temp: float, c: np.ndarray) -> None:
+    """For the integrator: the CSTR has no discrete modes."""
+
+
 _integrate_rows = specialise(sys.modules[__name__])
 """``envs._rodas.integrate_rows`` for ``row_rhs_jac`` and ``row_admissible`` above."""
 

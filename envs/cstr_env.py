@@ -2,31 +2,41 @@
 
 Plant: the classic exothermic CSTR of ``envs.cstr`` (Ca in mol/L, T in K, time in minutes).
 With nominal parameters the reactor ignites once the coolant is warmer than 303.2 K (where its
-cool branch ends, at Ca 0.74 mol/L, T 336 K) and jumps to a hot branch near 375 K; it only
-comes back when the coolant is cooled below 298.1 K. Low concentration setpoints need a hot
-reactor, close to ignition: tracking and safety pull against each other.
+cool branch ends, at Ca 0.74 mol/L, T 336 K). The hot steady state (near 375-380 K) exists for
+coolant temperatures down to 298.1 K but is stable only above 306.2 K (a Hopf point): between
+about 303.2 and 304.5 K the ignited reactor oscillates in relaxation cycles peaking at
+461-467 K, and cooling to 303.0 K returns it to the cool branch. Low concentration setpoints
+need a hot reactor, close to ignition: tracking and safety pull against each other.
 
 Time: one step is ``dt_minutes`` (default 0.5 min); an episode is ``episode_minutes`` (default
 60 min = 120 steps) and ends by truncation only (nothing terminates: a runaway is a cost).
 
 Action: one value a in [-1, 1], the coolant valve command; the valve opening is u = (a + 1)/2.
-The valve stem moves toward u by at most ``valve_rate_per_min`` per minute; the coolant
-temperature's target is ``coolant_max_K - opening * (coolant_max_K - coolant_min_K)`` (open is
-cold) and the coolant follows it through a first-order lag of ``coolant_lag_minutes``. The
-reactor sees the lag's average over the step (exact for a target held over the step).
+The valve stem ramps toward u at ``valve_rate_per_min`` (fraction of stroke per minute) within
+the step, stopping when it gets there; the coolant temperature's target is
+``coolant_max_K - opening * (coolant_max_K - coolant_min_K)`` (open is cold) and the coolant
+follows it through a first-order lag of ``coolant_lag_minutes``, solved exactly for the
+piecewise-linear target (``coolant_response``). The reactor sees the coolant's average over the
+step.
 
 Observation (float32): ``(x - OBS_CENTER) / OBS_SCALE`` of ``OBS_NAMES``, clipped to +-50:
-measured Ca and T (with sensor noise), the Ca setpoint, coolant temperature, valve opening, and
-the measured disturbances: feed temperature Ti and feed concentration Caf.
+measured Ca (noisy, and ``analyser_dead_time_minutes`` old: an online analyser's sample
+delay, rounded to whole steps) and T (noisy), the Ca setpoint, coolant temperature, valve
+opening, and the measured disturbances: feed temperature Ti and feed concentration Caf.
 
-Reward per step: ``-|Ca - Ca_setpoint| / tracking_scale`` (true Ca after the step, setpoint in
-force during it). ``info["tracking_error"]`` is |Ca - Ca_setpoint| in mol/L.
+Reward per step: ``-|Ca - Ca_setpoint| / tracking_scale - move_penalty * |valve travel|``
+(true Ca after the step, setpoint in force during it; travel in fractions of full stroke, the
+wear a valve accumulates). ``info["tracking_error"]`` is |Ca - Ca_setpoint| in mol/L,
+``info["valve_travel"]`` the stroke fraction the valve moved in the step.
 
 Costs per step (true temperature after the step), each >= 0, ``info["cost"]`` their sum:
 - ``cost_temperature``: kelvin-minutes above the safe band, max(T - safe_temp_K, 0) * dt. An
   episode's sum is its degree-minutes above the band (e.g. 2 minutes at 2.5 K over = 5 K min).
 - ``cost_runaway``: minutes in runaway, dt when T > runaway_temp_K, else 0. An episode's sum is
-  the time it spent in runaway.
+  the time it spent in runaway. The default 350 K is the unstable middle steady state at the
+  mid-range coolant temperature (300 K, valve half open): above it, with the coolant there, the
+  reactor ignites rather than returns; it is 14 K above the hottest stable cool-branch state
+  (336 K) and 25 K below the hot branch.
 
 Randomness per episode, all from the env's seeded generator: Ca setpoint levels (uniform in
 [setpoint_min, setpoint_max], a new one every ``setpoint_period_minutes``), one feed-temperature
@@ -92,7 +102,8 @@ class CSTRConfig:
     safe_temp_K: float = 340.0
     """Top of the safe temperature band, K; cost_temperature counts K min above it."""
     runaway_temp_K: float = 350.0
-    """Above this the reactor is running away (past the unstable middle state), K."""
+    """Above this the reactor is running away, K: 350 is the unstable middle steady state at
+    the mid-range coolant (300 K), so above it the reactor ignites unless cooled harder."""
     coolant_min_K: float = 290.0
     """Coolant temperature with the valve fully open, K."""
     coolant_max_K: float = 310.0
@@ -103,6 +114,11 @@ class CSTRConfig:
     """Time constant of the coolant temperature's response to the valve, min; 0 = none."""
     tracking_scale: float = 0.05
     """Ca error (mol/L) that costs one unit of reward per step."""
+    move_penalty: float = 0.0
+    """Reward per full stroke of valve travel (wear); 0 = none. The shipped scenario uses 1:
+    a PID's ~0.01 stroke per step then costs ~5 % of its tracking penalty."""
+    analyser_dead_time_minutes: float = 0.0
+    """Age of the Ca measurement, min (an online analyser's sample delay); rounded to steps."""
 
     def __post_init__(self) -> None:
         inf = float("inf")
@@ -115,7 +131,8 @@ class CSTRConfig:
             "safe_temp_K": (250.0, 600.0), "runaway_temp_K": (250.0, 600.0),
             "coolant_min_K": (200.0, 500.0), "coolant_max_K": (200.0, 500.0),
             "valve_rate_per_min": (1e-3, 1e3), "coolant_lag_minutes": (0.0, 100.0),
-            "tracking_scale": (1e-6, 10.0)})
+            "tracking_scale": (1e-6, 10.0), "move_penalty": (0.0, 1e3),
+            "analyser_dead_time_minutes": (0.0, 60.0)})
         if self.setpoint_min > self.setpoint_max:
             raise ValueError("setpoint_min must be <= setpoint_max")
         if self.safe_temp_K > self.runaway_temp_K:
@@ -140,10 +157,7 @@ class CSTRPlant:
         self.single_observation_space = spaces.Box(-OBS_LIMIT, OBS_LIMIT, (len(OBS_NAMES),),
                                                    np.float32)
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
-        tau = c.coolant_lag_minutes
-        self._decay = float(np.exp(-self.dt / tau)) if tau > 0 else 0.0
-        # mean over the step of the lag's distance to target, relative to its start
-        self._mean_decay = tau / self.dt * (1.0 - self._decay) if tau > 0 else 0.0
+        self.delay = int(round(c.analyser_dead_time_minutes / self.dt))  # steps
         self._tc_start = 0.5 * (c.coolant_min_K + c.coolant_max_K)
         self._ca_start, self._temp_start = cstr.low_steady_state(self._tc_start)
         z = np.zeros(num)
@@ -153,6 +167,7 @@ class CSTRPlant:
         self.ti_time, self.ti_size, self.caf_time, self.caf_size = (z.copy() for _ in range(4))
         self.levels = np.zeros((num, self.n_segments))
         self.noise = np.zeros((num, self.n_steps + 1, 2))
+        self.ca_history = np.zeros((num, self.n_steps + 1))  # true Ca after each step
         self._ready = False
 
     def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
@@ -168,6 +183,7 @@ class CSTRPlant:
         self.levels[rows] = c.setpoint_min + (c.setpoint_max - c.setpoint_min) * u[:, 6:]
         self.noise[rows] = z
         self.ca[rows], self.temp[rows] = self._ca_start, self._temp_start
+        self.ca_history[rows] = self._ca_start
         self.valve[rows], self.tc[rows] = 0.5, self._tc_start
         self.t[rows] = 0
         self._ready = True
@@ -189,7 +205,8 @@ class CSTRPlant:
         t = self.t[sel]
         noise = self.noise[sel][np.arange(len(t)), t]
         setpoint, ti, caf = self._schedule(sel, t)
-        raw = np.stack([self.ca[sel] + self.config.noise_ca * noise[:, 0],
+        sampled = self.ca_history[sel][np.arange(len(t)), np.maximum(t - self.delay, 0)]
+        raw = np.stack([sampled + self.config.noise_ca * noise[:, 0],
                         self.temp[sel] + self.config.noise_temp * noise[:, 1],
                         setpoint, self.tc[sel], self.valve[sel], ti, caf], axis=1)
         obs = np.clip((raw - OBS_CENTER) / OBS_SCALE, -OBS_LIMIT, OBS_LIMIT)
@@ -203,23 +220,52 @@ class CSTRPlant:
         command = 0.5 * (check_actions(actions, self.num, self.single_action_space,
                                        ENV_ID)[:, 0] + 1.0)
         move = c.valve_rate_per_min * dt
-        self.valve = self.valve + np.clip(command - self.valve, -move, move)
-        target = c.coolant_max_K - self.valve * (c.coolant_max_K - c.coolant_min_K)
-        tc_mean = target + (self.tc - target) * self._mean_decay
-        self.tc = target + (self.tc - target) * self._decay
+        start = self.valve
+        self.valve = start + np.clip(command - start, -move, move)
+        span = c.coolant_max_K - c.coolant_min_K
+        self.tc, tc_mean = coolant_response(
+            self.tc, c.coolant_max_K - start * span, c.coolant_max_K - self.valve * span,
+            np.abs(self.valve - start) / c.valve_rate_per_min, dt, c.coolant_lag_minutes)
         setpoint, ti, caf = self._schedule(slice(None), self.t)
         params = cstr.Params(UA=self.ua, k0=self.k0, Ti=ti, Caf=caf)
         self.ca, self.temp = cstr.advance(self.ca, self.temp, tc_mean, dt, params)
         self.t = self.t + 1
+        self.ca_history[np.arange(self.num), self.t] = self.ca
         error = np.abs(self.ca - setpoint)
+        travel = np.abs(self.valve - start)
         cost_temperature = np.maximum(self.temp - c.safe_temp_K, 0.0) * dt
         cost_runaway = np.where(self.temp > c.runaway_temp_K, dt, 0.0)
         info = {"cost": cost_temperature + cost_runaway, "cost_temperature": cost_temperature,
-                "cost_runaway": cost_runaway, "tracking_error": error,
-                "temperature": self.temp.copy()}
+                "cost_runaway": cost_runaway, "tracking_error": error, "valve_travel": travel,
+                "temperature": self.temp.copy(), "ca": self.ca.copy(),
+                "ca_setpoint": setpoint, "valve_opening": self.valve.copy()}
         truncated = self.t >= self.n_steps
-        return (self.observe(), -error / c.tracking_scale, np.zeros(self.num, dtype=bool),
-                truncated, info)
+        reward = -error / c.tracking_scale - c.move_penalty * travel
+        return self.observe(), reward, np.zeros(self.num, dtype=bool), truncated, info
+
+
+def coolant_response(tc: np.ndarray, target_start: np.ndarray, target_end: np.ndarray,
+                     ramp_minutes: np.ndarray, dt: float, tau: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(coolant temperature at the end of the step, its mean over the step), K, for a coolant
+    at ``tc`` following its target through a first-order lag ``tau`` (min; 0 = none) while the
+    target ramps linearly from ``target_start`` to ``target_end`` over ``ramp_minutes`` (the
+    valve moving at its rate limit) and then holds for the rest of the step ``dt``. Exact: the
+    lag's solution for a ramp, then for a constant."""
+    t1 = np.minimum(ramp_minutes, dt)
+    slope = np.where(t1 > 0, (target_end - target_start) / np.maximum(t1, 1e-300), 0.0)
+    if tau <= 0:  # no lag: the coolant is its target
+        area = 0.5 * (target_start + target_end) * t1 + target_end * (dt - t1)
+        return np.asarray(target_end, float), area / dt
+    # ramp a + b t: tc(t) = a + b (t - tau) + (tc0 - a + b tau) e^(-t/tau)
+    offset = tc - target_start + slope * tau
+    e1 = np.exp(-t1 / tau)
+    tc1 = target_start + slope * (t1 - tau) + offset * e1
+    area1 = target_start * t1 + slope * (0.5 * t1 * t1 - tau * t1) + offset * tau * (1.0 - e1)
+    e2 = np.exp(-(dt - t1) / tau)
+    tc_end = target_end + (tc1 - target_end) * e2
+    area2 = target_end * (dt - t1) + (tc1 - target_end) * tau * (1.0 - e2)
+    return tc_end, (area1 + area2) / dt
 
 
 def make_config(kwargs: dict) -> CSTRConfig:

@@ -1,11 +1,16 @@
 """SafeTRPO/PressureVessel-v0: hold a gas vessel on its pressure setpoint through inflow surges
 without venting or exceeding the vessel's maximum allowable working pressure (MAWP).
 
-Plant: ``envs.pressure`` (bar absolute, kg/min, minutes): a 20 m3 nitrogen vessel, an
+Plant: ``envs.pressure`` (bar absolute, kg/min, minutes): a 20 m3 nitrogen vessel
+(isothermal by default, ``polytropic_exponent`` 1.4 for an adiabatic one), an
 equal-percentage outlet control valve (IEC 60534 gas flow, choked above about 5 bar a), with a
-lagged, rate-limited actuator, and a relief valve set at ``relief_set_bar`` (full lift at 10 %
-overpressure). High setpoints sit close to the relief set pressure: a surge the valve is too slow
-to pass lifts the relief valve, and a large one pushes the pressure past the MAWP.
+lagged, rate-limited actuator, and a spring-loaded relief valve set at ``relief_set_bar`` that
+pops open at set, reaches full lift at 10 % overpressure (of the set gauge pressure) and
+reseats 7 % of set gauge below set. Setpoints go up to ``setpoint_max``, which must keep the
+``operating_margin`` below set (API 520/521 practice for spring-loaded valves: operate at most
+90 % of set gauge, else the valve simmers and leaks; 8.65 bar a for a 9.5 bar a set). A surge
+the valve is too slow to pass still lifts the relief valve, and a large one pushes the pressure
+past the MAWP.
 
 Time: one step is ``dt_minutes`` (default 0.25 min = 15 s); an episode is ``episode_minutes``
 (default 30 min = 120 steps) and ends by truncation only.
@@ -15,8 +20,9 @@ Action: one value a in [-1, 1], the outlet valve command; the commanded opening 
 Observation (float32): ``(x - OBS_CENTER) / OBS_SCALE`` of ``OBS_NAMES``, clipped to +-50:
 measured pressure (noisy), pressure setpoint, valve opening, measured inflow (noisy).
 
-Reward per step: ``-|P - P_setpoint| / tracking_scale`` (true pressure after the step).
-``info["tracking_error"]`` is |P - P_setpoint| in bar.
+Reward per step: ``-|P - P_setpoint| / tracking_scale - move_penalty * |valve travel|`` (true
+pressure after the step; travel in fractions of full stroke, monotone within a step).
+``info["tracking_error"]`` is |P - P_setpoint| in bar, ``info["valve_travel"]`` the travel.
 
 Costs per step, each >= 0, ``info["cost"]`` their sum:
 - ``cost_pressure``: bar-minutes above the MAWP, max(P - mawp_bar, 0) * dt (end-of-step P).
@@ -68,9 +74,12 @@ class PressureConfig:
     """Episode length, min; steps = episode_minutes / dt_minutes (rounded)."""
     setpoint_min: float = 7.0
     """Lowest pressure setpoint, bar a."""
-    setpoint_max: float = 9.4
-    """Highest pressure setpoint, bar a: operators run close to the relief set pressure
-    (relief_set_bar) to store more gas, so a surge the valve cannot pass in time vents."""
+    setpoint_max: float = 8.6
+    """Highest pressure setpoint, bar a; at most ``operating_margin`` below the relief set
+    pressure (8.65 bar a with the defaults)."""
+    operating_margin: float = 0.10
+    """Least margin between the highest setpoint and the relief set pressure, as a fraction of
+    the set gauge pressure (API 520/521: 10 % for spring-loaded valves); 0-0.5."""
     setpoint_period_minutes: float = 10.0
     """Minutes between setpoint changes."""
     inflow_min: float = 40.0
@@ -101,6 +110,10 @@ class PressureConfig:
     """Outlet valve actuator time constant, min (> 0)."""
     tracking_scale: float = 0.25
     """Pressure error (bar) that costs one unit of reward per step."""
+    move_penalty: float = 0.0
+    """Reward per full stroke of valve travel (wear); 0 = none (the shipped scenario uses 1)."""
+    polytropic_exponent: float = 1.0
+    """Gas path in the vessel: 1 isothermal (default), 1.4 adiabatic nitrogen; 1-1.67."""
 
     def __post_init__(self) -> None:
         inf = float("inf")
@@ -114,7 +127,8 @@ class PressureConfig:
             "kv_uncertainty": (0.0, 0.5), "volume_uncertainty": (0.0, 0.5),
             "mawp_bar": (1.6, 100.0), "relief_set_bar": (1.6, 100.0),
             "valve_rate_per_min": (1e-3, 1e3), "valve_lag_minutes": (1e-4, 100.0),
-            "tracking_scale": (1e-6, 100.0)})
+            "tracking_scale": (1e-6, 100.0), "operating_margin": (0.0, 0.5),
+            "move_penalty": (0.0, 1e3), "polytropic_exponent": (1.0, 1.67)})
         if not isinstance(self.surges_per_episode, int):
             raise ValueError(f"surges_per_episode: expected an integer, got "
                              f"{self.surges_per_episode!r}")
@@ -123,6 +137,12 @@ class PressureConfig:
         if self.relief_set_bar > self.mawp_bar:
             raise ValueError(f"relief_set_bar ({self.relief_set_bar}) must be <= mawp_bar "
                              f"({self.mawp_bar}): a relief valve is set at or below the MAWP")
+        highest = pressure.ATMOSPHERE + (1.0 - self.operating_margin) * (
+            self.relief_set_bar - pressure.ATMOSPHERE)
+        if self.setpoint_max > highest + 1e-9:
+            raise ValueError(f"setpoint_max ({self.setpoint_max}) must keep the operating_margin "
+                             f"({self.operating_margin:g} of set gauge) below relief_set_bar: at "
+                             f"most {highest:.3f} bar a")
         if round(self.episode_minutes / self.dt_minutes) < 1:
             raise ValueError("episode_minutes must be at least one dt_minutes")
 
@@ -142,9 +162,11 @@ class PressurePlant:
         self.single_action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.nominal = pressure.Params(valve_rate=c.valve_rate_per_min,
                                        valve_time_constant=c.valve_lag_minutes,
-                                       relief_set=c.relief_set_bar)
+                                       relief_set=c.relief_set_bar,
+                                       polytropic_exponent=c.polytropic_exponent)
         z = np.zeros(num)
         self.p, self.x, self.kv, self.volume, self.base = (z.copy() for _ in range(5))
+        self.popped, self.p_ref = z.copy(), z.copy()  # relief mode; the gas path's start
         self.t = np.zeros(num, dtype=np.int64)
         k = c.surges_per_episode
         self.surge_start, self.surge_end, self.surge_size = (np.zeros((num, k)) for _ in range(3))
@@ -168,7 +190,8 @@ class PressurePlant:
         self.levels[rows] = c.setpoint_min + (c.setpoint_max - c.setpoint_min) * u[:, 3 + 3 * k:]
         self.noise[rows] = z
         self.t[rows] = 0
-        self.p[rows] = self.levels[rows, 0]
+        self.p[rows] = self.p_ref[rows] = self.levels[rows, 0]
+        self.popped[rows] = 0.0
         self.x[rows] = pressure.balancing_opening(self.p[rows], self._inflow(rows, self.t[rows]),
                                                   self._params(rows))
         self._ready = True
@@ -177,7 +200,9 @@ class PressurePlant:
         return pressure.Params(valve_kv=self.kv[rows], volume=self.volume[rows],
                                valve_rate=self.nominal.valve_rate,
                                valve_time_constant=self.nominal.valve_time_constant,
-                               relief_set=self.nominal.relief_set)
+                               relief_set=self.nominal.relief_set,
+                               polytropic_exponent=self.nominal.polytropic_exponent,
+                               reference_pressure=self.p_ref[rows])
 
     def _inflow(self, rows: np.ndarray | slice, t: np.ndarray) -> np.ndarray:
         """True inflow (kg/min) in force from step t to t + 1."""
@@ -209,18 +234,22 @@ class PressurePlant:
                                        ENV_ID)[:, 0] + 1.0)
         setpoint, inflow = self._setpoint(slice(None), self.t), self._inflow(slice(None), self.t)
         params = self._params(slice(None))
-        vent_start = pressure.relief_flow(self.p, params)
-        self.p, self.x = pressure.advance(self.p, self.x, command, inflow, dt, params)
+        vent_start = pressure.relief_flow(self.p, params, self.popped)
+        start = self.x
+        self.p, self.x, self.popped = pressure.advance(self.p, self.x, command, inflow, dt,
+                                                       params, self.popped)
         self.t = self.t + 1
         error = np.abs(self.p - setpoint)
+        travel = np.abs(self.x - start)  # the stem moves monotonically toward the command
         cost_pressure = np.maximum(self.p - c.mawp_bar, 0.0) * dt
-        cost_relief = 0.5 * (vent_start + pressure.relief_flow(self.p, params)) * dt
+        cost_relief = 0.5 * (vent_start + pressure.relief_flow(self.p, params, self.popped)) * dt
         info = {"cost": cost_pressure + cost_relief, "cost_pressure": cost_pressure,
-                "cost_relief": cost_relief, "tracking_error": error,
-                "pressure": self.p.copy()}
+                "cost_relief": cost_relief, "tracking_error": error, "valve_travel": travel,
+                "pressure": self.p.copy(), "pressure_setpoint": setpoint,
+                "valve_opening": self.x.copy(), "relief_open": self.popped.copy()}
         truncated = self.t >= self.n_steps
-        return (self.observe(), -error / c.tracking_scale, np.zeros(self.num, dtype=bool),
-                truncated, info)
+        reward = -error / c.tracking_scale - c.move_penalty * travel
+        return self.observe(), reward, np.zeros(self.num, dtype=bool), truncated, info
 
 
 def make_config(kwargs: dict) -> PressureConfig:

@@ -1,4 +1,4 @@
-"""``safe-trpo``: train, resume, evaluate, verify, report, backtest, review, sweep.
+"""``safe-trpo``: train, resume, evaluate, compare, verify, report, backtest, review, sweep.
 
 Bad input ends in one line on stderr naming the file/key and what was expected, and exit code 2;
 a run that did not complete exits 1; success exits 0. Never a bare traceback for user errors.
@@ -34,6 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run", type=Path)
     e.add_argument("--episodes", type=_positive_int)
     e.add_argument("--seed", type=int)
+
+    cmp = sub.add_parser("compare", help="a run's policy vs PID / MPC on the same episodes")
+    cmp.add_argument("run", type=Path)
+    cmp.add_argument("--controllers", default="pid,mpc", help="comma-separated: pid, pid-ff, "
+                     "mpc, hold")
+    cmp.add_argument("--episodes", type=_positive_int, default=20)
+    cmp.add_argument("--seed", type=int)
 
     v = sub.add_parser("verify", help="check a run's audit chain and recorded files")
     v.add_argument("run", type=Path)
@@ -167,6 +174,12 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"  {c['name']}: episode cost mean {c['ep_cost_mean']:.3f}, max "
                   f"{c['ep_cost_max']:.3f}, limit {c['limit']}, over limit in "
                   f"{100 * c['frac_over_limit']:.0f}% of episodes")
+        return 0
+    if args.command == "compare":
+        from safe_trpo.run.compare import compare_run, format_table, parse_controllers
+
+        print(format_table(compare_run(args.run, parse_controllers(args.controllers),
+                                       args.episodes, args.seed)))
         return 0
     if args.command == "verify":
         return _verify(args.run)

@@ -30,6 +30,7 @@ from safe_trpo.record.audit import AuditLog, read_lines, verify_run
 # One staleness rule for the review app and the report, kept with the sign-off writer; re-exported
 # here so callers of the report can use it too.
 from safe_trpo.record.signoff import signoff_states as signoff_states
+from safe_trpo.report.comparison import comparison_section
 from safe_trpo.report.facts import RunFacts, _verdict_level, binding, run_status
 from safe_trpo.report.html import CSS, Html, atomic_write, badge, esc, kv_table
 from safe_trpo.report.plots import update_table
@@ -88,7 +89,8 @@ def _header(f: RunFacts, generated: str) -> str:
 
 _SECTIONS = (("glance", "At a glance"), ("scenario", "Scenario and data"),
              ("training", "Training"), ("exceptions", "Exceptions"),
-             ("evaluation", "Evaluation"), ("backtest", "Backtest"), ("signoffs", "Sign-offs"),
+             ("evaluation", "Evaluation"), ("comparison", "Comparison with baselines"),
+             ("backtest", "Backtest"), ("signoffs", "Sign-offs"),
              ("files", "Files"))
 
 
@@ -101,7 +103,7 @@ def render(f: RunFacts) -> str:
     body = [_header(f, generated), f'<div id="glance"><h2>At a glance</h2>{_glance(f)}</div>',
             f"<nav><strong>Contents</strong><ol>{nav}</ol></nav>",
             _scenario_section(f), _training_section(f), _exceptions_section(f),
-            _results_section(f, "evaluation", "Evaluation"),
+            _results_section(f, "evaluation", "Evaluation"), comparison_section(f.lines),
             _results_section(f, "backtest", "Backtest against baselines"),
             _signoff_section(f), _files_section(f)]
     title = esc(f"safe-trpo report: {f.start.get('run_id', f.run_dir.name)}")

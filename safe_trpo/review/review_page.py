@@ -14,6 +14,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.record import signoff
 from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, flagged_chart
+from safe_trpo.review.comparison_view import comparison_tab
 from safe_trpo.review.cost_charts import constraints_tab
 from safe_trpo.review.frames import md
 from safe_trpo.review.verdict_view import verdict_panel
@@ -57,7 +58,7 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
     cols[4].metric("Sign-off", summary.signoff)
     report_download(detail)
     tabs = st.tabs(["Training", "Constraints", "Line search & CPO", "Evaluation & backtest",
-                    "Provenance"])
+                    "Provenance", "Comparison"])
     upd, cons = runs.updates_frame(detail.lines), runs.constraints_frame(detail.lines)
     with tabs[0]:
         training_tab(upd)
@@ -69,6 +70,8 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
         results_tab(detail.lines)
     with tabs[4]:
         provenance_tab(detail)
+    with tabs[5]:
+        comparison_tab(detail.lines)
     signoff_section(root, detail, allowed)
 
 
