@@ -108,8 +108,10 @@ def _solve_or_fail(q: float, r: np.ndarray, s: np.ndarray, c: np.ndarray, delta:
                    predicted_cost_change=np.zeros(m), predicted_kl=0.0)
 
 
-def per_step_margins(step_costs: np.ndarray, limits: np.ndarray, horizon: float) -> np.ndarray:
-    """c_i = mean per-step cost - limit_i / horizon (see module docstring)."""
+def per_step_margins(step_costs: np.ndarray, limits: np.ndarray,
+                     horizon: float | np.ndarray) -> np.ndarray:
+    """c_i = mean per-step cost - limit_i / horizon_i (see module docstring); ``horizon`` is
+    one episode length or one per constraint."""
     return step_costs.reshape(-1, len(limits)).mean(0) - limits / horizon
 
 

@@ -28,6 +28,7 @@ from safe_trpo.algo.trpo import (
     trpo_step,
 )
 from safe_trpo.config import Scenario
+from safe_trpo.errors import UserError
 
 
 def _standardise(x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +43,8 @@ def critic_targets(scenario: Scenario, state: TrainState, r: Rollout
     next_obs = torch.from_numpy(r.next_obs.reshape(t * n, -1))
     signals = [r.rewards] + [r.costs[..., j] for j in range(r.costs.shape[-1])]
     a = scenario.algo
-    gammas = [a.gamma] + [c.cost_gamma or a.gamma for c in scenario.constraints]
+    gammas = [a.gamma] + [a.gamma if c.cost_gamma is None else c.cost_gamma
+                          for c in scenario.constraints]
     lams = [a.gae_lambda] + [a.cost_gae_lambda] * len(scenario.constraints)
     advs, rets = [], []
     with torch.no_grad():
@@ -91,7 +93,30 @@ def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epo
     return losses.tolist()
 
 
+def episode_evidence(costs: np.ndarray, limit: float) -> dict[str, Any]:
+    """What a mean episode cost can hide, from the undiscounted costs of finished episodes.
+
+    Args:
+        costs: (E,) undiscounted episode sums of one cost (E may be 0).
+        limit: the constraint's budget on that sum.
+
+    Returns ``episodes_over`` (episodes whose cost exceeded ``limit``; 0 when E = 0),
+    ``ep_cost_max`` (the worst episode) and ``ep_cost_cvar90`` (mean of the worst 10 % of
+    episodes, at least one: ceil(E / 10) of them); both None when no episode finished.
+    """
+    costs = np.asarray(costs, dtype=np.float64).reshape(-1)
+    if costs.size == 0:
+        return {"episodes_over": 0, "ep_cost_max": None, "ep_cost_cvar90": None}
+    tail = int(np.ceil(0.1 * costs.size))
+    return {"episodes_over": int(np.count_nonzero(costs > limit)),
+            "ep_cost_max": float(costs.max()),
+            "ep_cost_cvar90": float(np.sort(costs)[-tail:].mean())}
+
+
 def episode_summary(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
+    """The batch's episode figures: ``constraints[]`` has the mean episode cost (``ep_cost``,
+    ``violated``, ``margin`` = limit - ep_cost) and beside it the episode-level evidence the mean
+    can hide (``episode_evidence``)."""
     finished = len(r.episode_returns)
     ep_costs = r.episode_costs.mean(0) if finished else None
     constraints = []
@@ -101,6 +126,7 @@ def episode_summary(scenario: Scenario, state: TrainState, r: Rollout) -> dict[s
             "name": c.name, "limit": c.limit, "ep_cost": ep_cost,
             "violated": None if ep_cost is None else ep_cost > c.limit,
             "margin": None if ep_cost is None else c.limit - ep_cost,
+            **episode_evidence(r.episode_costs[:, j], c.limit),
             "step_cost": float(r.costs[..., j].mean()),
             "nu": float(state.nu[j]) if scenario.algo.name != "trpo" else None,
         })
@@ -108,6 +134,27 @@ def episode_summary(scenario: Scenario, state: TrainState, r: Rollout) -> dict[s
             "episodes": finished,
             "ep_len_mean": float(np.mean(r.episode_lengths)) if finished else None,
             "constraints": constraints}
+
+
+def cpo_horizons(scenario: Scenario, state: TrainState) -> np.ndarray:
+    """The episode length each limit is budgeted over, (m,): CPO's margin is limit / horizon.
+
+    A constraint's ``horizon`` if the scenario sets one; else the mean length of the episodes
+    finished most recently (the env's ``max_episode_steps`` before any finished). With neither
+    there is no honest way to turn an episode budget into a per-step one, so the run stops
+    with a clear error rather than guessing (the rollout length would be a guess).
+    """
+    out = []
+    for c in scenario.constraints:
+        horizon = c.horizon if c.horizon is not None else state.horizon
+        if horizon is None:
+            raise UserError(
+                f"[[constraints]] {c.name!r}: no episode finished in this batch and the "
+                f"environment declares no max_episode_steps, so CPO cannot turn the episode "
+                f"budget limit = {c.limit:g} into a per-step margin; set [[constraints]] "
+                f"horizon = <episode length in steps> (or give the env a time limit)")
+        out.append(float(horizon))
+    return np.array(out)
 
 
 def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
@@ -131,7 +178,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
     step_args = (a.target_kl, a.cg_iters, a.cg_damping, a.backtrack_iters, a.backtrack_coeff)
     cpo_fields, skipped = None, None
     if a.name == "cpo":
-        horizon = state.horizon or float(t)
+        horizon = cpo_horizons(scenario, state)
         margins = per_step_margins(r.costs, limits, horizon)
         result = cpo_step(state.policy, batch, _standardise(reward_adv)
                           if a.normalize_advantages else reward_adv, cost_advs, margins,
@@ -139,7 +186,8 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         search, sol = result.search, result.solution
         state.nu = np.asarray(sol.nu, dtype=np.float64)
         # excess_per_step is c_i (> 0: over budget), unlike constraints[].margin (> 0: slack).
-        cpo_fields = {**sol.audit_fields(), "excess_per_step": margins, "horizon": horizon,
+        cpo_fields = {**sol.audit_fields(), "excess_per_step": margins,
+                      "horizon": horizon,  # (m,) episode length each limit is spread over
                       "predicted_cost_change": sol.predicted_cost_change}
         expected = sol.predicted_reward_gain
     else:
@@ -158,6 +206,12 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         set_flat_params(state.policy, before)  # never keep a broken policy
         nan_event = "policy parameters became non-finite; step reverted"
         search = LineSearchResult(False, search.backtracks, 0.0, 0.0, 0.0)
+    summary = episode_summary(scenario, state, r)
+    if cpo_fields is not None:
+        # The margin the solver used, in episode units and with `margin`'s sign (> 0: slack):
+        # -c_i * horizon_i = limit_i - horizon_i * mean per-step cost. See docs/audit-record.md.
+        for entry, c_i, h_i in zip(summary["constraints"], margins, horizon, strict=True):
+            entry["margin_episode_units"] = float(-c_i * h_i)
     losses = fit_critics(state, obs, torch.from_numpy(rets).float(), a.critic_epochs,
                          a.critic_minibatch)
     row = {
@@ -166,7 +220,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         "step_fraction": search.step_fraction, "surrogate_improvement": search.improvement,
         # First-order prediction for the full step (before the line search scaled it).
         "expected_improvement": expected, "step_skipped": skipped,
-        **episode_summary(scenario, state, r),
+        **summary,
         "cpo": cpo_fields, "value_loss": losses[0], "cost_value_losses": losses[1:],
     }
     if nan_event:

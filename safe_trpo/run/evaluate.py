@@ -87,7 +87,8 @@ def summarise(scenario: Scenario, result: Episodes) -> dict[str, Any]:
         col = result.costs[:, j]
         out["constraints"].append({
             "name": c.name, "limit": c.limit, "ep_cost_mean": float(col.mean()),
-            "ep_cost_max": float(col.max()), "frac_over_limit": float((col > c.limit).mean())})
+            "ep_cost_max": float(col.max()), "frac_over_limit": float((col > c.limit).mean()),
+            "episodes_over": int(np.count_nonzero(col > c.limit))})
     return out
 
 

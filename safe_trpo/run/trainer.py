@@ -28,7 +28,8 @@ from safe_trpo.algo.rollout import NonFiniteError, RolloutCollector
 from safe_trpo.algo.state import TrainState
 from safe_trpo.config import Scenario, data_file_hashes, scenario_to_dict
 from safe_trpo.errors import UserError
-from safe_trpo.record.audit import AuditLog, file_sha256
+from safe_trpo.record.audit import AuditLog, file_sha256, read_lines
+from safe_trpo.record.evidence import constraint_totals, current_update_rows
 from safe_trpo.record.run_record import read_run_record
 from safe_trpo.run.checkpoint import load_state, new_state, save_checkpoint
 from safe_trpo.run.make_env import make_vector_env
@@ -188,7 +189,8 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
                      action="run stopped; the last checkpoint holds the last good state")
     except BaseException as exc:
         audit.append("run_finished", status="failed", updates=state.update,
-                     env_steps=state.env_steps, reason=f"{type(exc).__name__}: {exc}")
+                     env_steps=state.env_steps, reason=f"{type(exc).__name__}: {exc}",
+                     constraint_totals=_totals(scenario, run_dir, state))
         audit.close()
         raise
     finally:
@@ -196,9 +198,16 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
         bar.close()
         envs.close()
     audit.append("run_finished", status=status, updates=state.update,
-                 env_steps=state.env_steps, reason=reason)
+                 env_steps=state.env_steps, reason=reason,
+                 constraint_totals=_totals(scenario, run_dir, state))
     audit.close()
     return RunOutcome(run_dir, status, state.update, state.env_steps, reason)
+
+
+def _totals(scenario: Scenario, run_dir: Path, state: TrainState) -> list[dict[str, Any]]:
+    """Episodes over each limit and the worst episode, over the run's current updates."""
+    rows = current_update_rows(read_lines(run_dir), below=state.update)
+    return constraint_totals(rows, [(c.name, c.limit) for c in scenario.constraints])
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
