@@ -18,7 +18,7 @@ from safe_trpo.algo.constrained import (
     update_multipliers,
 )
 from safe_trpo.algo.critics import AdamStepper, SquaredErrorGrads
-from safe_trpo.algo.rollout import Rollout, gae
+from safe_trpo.algo.rollout import NonFiniteError, Rollout, gae
 from safe_trpo.algo.state import TrainState
 from safe_trpo.algo.trpo import (
     LineSearchResult,
@@ -205,7 +205,7 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
     if not torch.isfinite(flat_params(state.policy)).all():
         set_flat_params(state.policy, before)  # never keep a broken policy
         nan_event = "policy parameters became non-finite; step reverted"
-        search = LineSearchResult(False, search.backtracks, 0.0, 0.0, 0.0)
+        search = LineSearchResult(False, search.backtracks, 0.0, 0.0, 0.0, "non-finite")
     summary = episode_summary(scenario, state, r)
     if cpo_fields is not None:
         # The margin the solver used, in episode units and with `margin`'s sign (> 0: slack):
@@ -214,12 +214,25 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
             entry["margin_episode_units"] = float(-c_i * h_i)
     losses = fit_critics(state, obs, torch.from_numpy(rets).float(), a.critic_epochs,
                          a.critic_minibatch)
+    diverged = [k for k, critic in enumerate(state.critics)
+                if not (np.isfinite(losses[k])
+                        and all(torch.isfinite(p).all() for p in critic.parameters()))]
+    if diverged:
+        # Nothing learnt from here on would mean anything (advantages come from these critics),
+        # so the run stops; the last checkpoint holds the last good state.
+        names = ["reward"] + [c.name for c in scenario.constraints]
+        raise NonFiniteError(
+            "critic fit diverged (non-finite loss or weights) for the "
+            + ", ".join(f"{names[k]!r}" for k in diverged)
+            + f" critic{'s' if len(diverged) > 1 else ''} (algo.critic_lr = {a.critic_lr:g}); "
+            "lower critic_lr", where="critic")
     row = {
         "algo": a.name, "kl": search.kl, "target_kl": a.target_kl,
         "accepted": search.accepted, "backtracks": search.backtracks,
         "step_fraction": search.step_fraction, "surrogate_improvement": search.improvement,
         # First-order prediction for the full step (before the line search scaled it).
         "expected_improvement": expected, "step_skipped": skipped,
+        "line_search_reason": search.reason,  # None if accepted, else trpo.REJECT_REASONS
         **summary,
         "cpo": cpo_fields, "value_loss": losses[0], "cost_value_losses": losses[1:],
     }

@@ -185,7 +185,7 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
         status, reason = "interrupted", "stopped by the user (SIGINT/SIGTERM)"
     except NonFiniteError as exc:
         status, reason = "failed", str(exc)
-        audit.append("nan_detected", where="environment", update=state.update, detail=str(exc),
+        audit.append("nan_detected", where=exc.where, update=state.update, detail=str(exc),
                      action="run stopped; the last checkpoint holds the last good state")
     except BaseException as exc:
         audit.append("run_finished", status="failed", updates=state.update,

@@ -180,7 +180,7 @@ def test_line_search_restores_parameters_bit_for_bit_on_failure() -> None:
     policy, batch = _tiny_batch(discrete=False)
     before = [p.detach().clone() for p in policy.parameters()]
     step = torch.randn(flat_params(policy).numel(), dtype=torch.float64)
-    result = line_search(policy, batch, step, lambda kl: (False, 0.0), iters=5, coeff=0.5)
+    result = line_search(policy, batch, step, lambda kl: ("kl", 0.0), iters=5, coeff=0.5)
     assert not result.accepted and result.backtracks == 5 and result.kl == 0.0
     for p, q in zip(policy.parameters(), before, strict=True):
         assert torch.equal(p, q)
