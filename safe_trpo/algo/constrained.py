@@ -78,14 +78,16 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
     # taking even at some reward: demanding both rejected every such step where reward and cost
     # conflict, and left the policy over its limit.
     must_improve = bool(np.all(margins <= 0))
+    tolerance = 1e-6 * cost_advs.abs().mean(1).double().numpy()
 
     def accept(kl: float) -> tuple[str | None, float]:
         with torch.no_grad():
             improvement = float(surrogate(policy, batch, reward_adv)) - reward_old_v
             cost_change = np.array([float(surrogate(policy, batch, cost_advs[i]))
                                     for i in range(m)]) - cost_old_v
-        # A violated cost (c_i >= 0) may not rise at all; one with slack may use it.
-        cost_ok = bool(np.all(cost_change <= allowed + 1e-12))
+        # A violated cost (c_i >= 0) may not rise at all; one with slack may use it. The
+        # tolerance is float32 rounding of the surrogate, in the cost's own units.
+        cost_ok = bool(np.all(cost_change <= allowed + tolerance))
         reason = rejection(kl, target_kl, improvement, must_improve, cost_ok,
                            finite=bool(np.all(np.isfinite(cost_change))))
         return reason, improvement

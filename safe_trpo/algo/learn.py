@@ -61,8 +61,10 @@ def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epo
                 minibatch: int) -> list[float]:
     """Regress every critic on its targets with shared minibatches; mean loss of the last epoch.
 
-    ``targets`` has shape (1 + m, batch). Each critic's gradient of its mean squared error comes
-    from ``SquaredErrorGrads`` (the backward pass written out, equal to autograd's), and one
+    ``targets`` has shape (1 + m, batch), each row in its critic's standardised output units
+    (``standardised_targets``): the fit reads ``critic.net``, not the rescaled output. Each
+    critic's gradient of its mean squared error comes from ``SquaredErrorGrads`` (the
+    backward pass written out, equal to autograd's), and one
     step of the shared Adam moves them all: the critics have disjoint parameters, so this
     trains each exactly as separately.
     """
@@ -91,6 +93,25 @@ def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epo
                     per_critic = torch.stack([(e ** 2).mean() for e in errors])
                     losses += per_critic * x.shape[0] / size
     return losses.tolist()
+
+
+def standardised_targets(state: TrainState, targets: np.ndarray) -> np.ndarray:
+    """Move each critic's output scale to its targets' mean and standard deviation (V kept,
+    ``ValueNet.rescale_output``) and return the targets in those units, shape (1 + m, batch).
+
+    Fitting standardised targets makes the critic fit independent of the units of the reward
+    or cost: a cost x 1e-6 gives the same fit, x 1e-6. Constant targets (std 0) are scaled by
+    their size; all-zero targets keep the previous scale (a new critic's V = 0).
+    """
+    out = np.empty_like(targets)
+    for k, (critic, y) in enumerate(zip(state.critics, targets, strict=True)):
+        mean, std = float(y.mean()), float(y.std())
+        scale = std if std > 1e-6 * abs(mean) else abs(mean)
+        if np.isfinite(mean) and np.isfinite(scale) and scale > 0:
+            critic.rescale_output(mean, scale)
+        std_now = float(critic.out_std)  # 0 only while nothing but zeros was seen: V = 0
+        out[k] = (y - float(critic.out_mean)) / (std_now if std_now > 0 else 1.0)
+    return out
 
 
 def episode_evidence(costs: np.ndarray, limit: float) -> dict[str, Any]:
@@ -212,8 +233,12 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         # -c_i * horizon_i = limit_i - horizon_i * mean per-step cost. See docs/audit-record.md.
         for entry, c_i, h_i in zip(summary["constraints"], margins, horizon, strict=True):
             entry["margin_episode_units"] = float(-c_i * h_i)
-    losses = fit_critics(state, obs, torch.from_numpy(rets).float(), a.critic_epochs,
+    scaled = standardised_targets(state, rets)
+    losses = fit_critics(state, obs, torch.from_numpy(scaled).float(), a.critic_epochs,
                          a.critic_minibatch)
+    # Report the losses in the units of the reward and costs, not the standardised ones.
+    losses = [loss * float(critic.out_std) ** 2
+              for loss, critic in zip(losses, state.critics, strict=True)]
     diverged = [k for k, critic in enumerate(state.critics)
                 if not (np.isfinite(losses[k])
                         and all(torch.isfinite(p).all() for p in critic.parameters()))]

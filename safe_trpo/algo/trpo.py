@@ -85,14 +85,18 @@ def cg_solve(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, it
              residual_tol: float = 1e-10) -> CGSolution:
     """Solve A x = b for symmetric positive-definite A given only x -> A x.
 
-    At most ``iters`` products with A; stops early once |residual|^2 <= ``residual_tol``.
+    At most ``iters`` products with A; stops early once |residual|^2 <= ``residual_tol`` *
+    |b|^2. The test is relative so the solve does not depend on the units of b: a cost
+    gradient in micro-units is solved as accurately as one in units (an absolute test stopped
+    at x = 0 for it, and its constraint looked unmovable).
     """
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
     rr = r @ r
+    stop = residual_tol * rr
     for _ in range(iters):
-        if rr <= residual_tol:
+        if rr <= stop:
             break
         ap = matvec(p)
         alpha = rr / (p @ ap)

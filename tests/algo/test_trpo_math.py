@@ -288,6 +288,7 @@ def _critic(activation: str, seed: int):
     with torch.no_grad():
         for p in critic.parameters():
             p.add_(0.2 * torch.randn_like(p))  # generic weights, non-zero biases
+        critic.out_std.fill_(1.0)  # identity output scale: V = net (what the fit trains)
     return critic
 
 
