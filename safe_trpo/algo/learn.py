@@ -6,10 +6,13 @@ the disk. The policy step is chosen by ``[algo] name``: TRPO, CPO, or TRPO-Lagra
 
 from __future__ import annotations
 
+import copy
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+from torch.distributions import Distribution
 
 from safe_trpo.algo.constrained import (
     cpo_step,
@@ -18,12 +21,14 @@ from safe_trpo.algo.constrained import (
     update_multipliers,
 )
 from safe_trpo.algo.critics import AdamStepper, SquaredErrorGrads
+from safe_trpo.algo.networks import first_linear
 from safe_trpo.algo.rollout import NonFiniteError, Rollout, gae
 from safe_trpo.algo.state import TrainState
 from safe_trpo.algo.trpo import (
     LineSearchResult,
     PolicyBatch,
     flat_params,
+    mean_kl,
     set_flat_params,
     trpo_step,
 )
@@ -157,6 +162,45 @@ def episode_summary(scenario: Scenario, state: TrainState, r: Rollout) -> dict[s
             "constraints": constraints}
 
 
+def renormalise(state: TrainState, r: Rollout
+                ) -> tuple[torch.Tensor, Distribution, dict[str, Any] | None]:
+    """Move the observation normaliser to this batch before the policy step, so the audited
+    KL measures the whole change of behaviour. Returns (observations as the policy will see
+    them from now on, the distribution the actions were drawn from, what ``restore`` needs to
+    undo the move, or None when nothing can be undone).
+
+    The statistics take in the batch through ``update_preserving``, which keeps every network's
+    function of the raw observation except where the +-clip bound moves. What that leaves, and
+    in the first rollout of a run (whose statistics moved at every step: there is no single old
+    normalisation to preserve) the whole move, changes behaviour; measuring the step's KL
+    against the distribution that actually drew the actions counts it inside the trust region.
+    """
+    t, n = r.rewards.shape
+    collected = torch.from_numpy(r.obs.reshape(t * n, -1))
+    raw = r.raw_obs.reshape(t * n, -1)
+    policy = state.policy
+    with torch.no_grad():
+        behaviour = policy.detach(policy.distribution(collected))
+    snapshot = None
+    if state.update > 0 or state.normalizer.count <= 1:  # update 0 saw its stats per step
+        layers = [first_linear(policy), *map(first_linear, state.critics)]
+        snapshot = {"normalizer": copy.deepcopy(state.normalizer.state_dict()),
+                    "layers": [(m.weight.detach().clone(), m.bias.detach().clone())
+                               for m in layers]}
+        state.normalizer.update_preserving(raw, layers)
+    return torch.from_numpy(state.normalizer.frozen()(raw)), behaviour, snapshot
+
+
+def restore(state: TrainState, snapshot: dict[str, Any]) -> None:
+    """Undo ``renormalise``: statistics and first layers exactly as they were."""
+    state.normalizer.load_state_dict(snapshot["normalizer"])
+    layers = [first_linear(state.policy), *map(first_linear, state.critics)]
+    with torch.no_grad():
+        for layer, (weight, bias) in zip(layers, snapshot["layers"], strict=True):
+            layer.weight.copy_(weight)
+            layer.bias.copy_(bias)
+
+
 def cpo_horizons(scenario: Scenario, state: TrainState) -> np.ndarray:
     """The episode length each limit is budgeted over, (m,): CPO's margin is limit / horizon.
 
@@ -183,10 +227,10 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
     a = scenario.algo
     advs, rets = critic_targets(scenario, state, r)
     t, n = r.rewards.shape
-    obs = torch.from_numpy(r.obs.reshape(t * n, -1))
     actions = torch.from_numpy(r.actions.reshape(t * n, *r.actions.shape[2:]))
+    obs, behaviour, snapshot = renormalise(state, r)
     batch = PolicyBatch(state.policy, obs, actions,
-                        torch.from_numpy(r.log_probs.reshape(-1)).float())
+                        torch.from_numpy(r.log_probs.reshape(-1)).float(), old_dist=behaviour)
     reward_adv = torch.from_numpy(advs[0]).float()
     cost_advs = torch.from_numpy(advs[1:]).float()
     cost_advs = cost_advs - cost_advs.mean(1, keepdim=True)  # centred, not scaled: units matter
@@ -227,6 +271,12 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
         set_flat_params(state.policy, before)  # never keep a broken policy
         nan_event = "policy parameters became non-finite; step reverted"
         search = LineSearchResult(False, search.backtracks, 0.0, 0.0, 0.0, "non-finite")
+    if not search.accepted:
+        if snapshot is not None:  # the normaliser's move is undone with the step: kl = 0
+            restore(state, snapshot)
+            obs = torch.from_numpy(r.obs.reshape(t * n, -1))
+        else:  # update 0: the statistics moved during the rollout and cannot move back
+            search = replace(search, kl=mean_kl(state.policy, batch))
     summary = episode_summary(scenario, state, r)
     if cpo_fields is not None:
         # The margin the solver used, in episode units and with `margin`'s sign (> 0: slack):

@@ -27,12 +27,17 @@ class PolicyBatch:
     """What a policy step needs: flattened samples and the old policy's distribution."""
 
     def __init__(self, policy: Policy, obs: torch.Tensor, actions: torch.Tensor,
-                 old_log_probs: torch.Tensor) -> None:
+                 old_log_probs: torch.Tensor, old_dist: Distribution | None = None) -> None:
+        """``old_dist``: the distribution the actions were drawn from, when it is not the
+        policy's current one on ``obs`` (the observation normaliser moved since the rollout:
+        the audited KL then measures the whole change of behaviour, that move included)."""
         self.obs = obs
         self.actions = actions
         self.old_log_probs = old_log_probs
-        with torch.no_grad():
-            self.old_dist: Distribution = policy.detach(policy.distribution(obs))
+        if old_dist is None:
+            with torch.no_grad():
+                old_dist = policy.detach(policy.distribution(obs))
+        self.old_dist: Distribution = old_dist
         self._trial: tuple[torch.Tensor, Distribution] | None = None
 
     @torch.no_grad()

@@ -23,7 +23,6 @@ from tqdm import tqdm
 
 from safe_trpo import __version__
 from safe_trpo.algo.learn import learn
-from safe_trpo.algo.networks import first_linear
 from safe_trpo.algo.rollout import NonFiniteError, RolloutCollector
 from safe_trpo.algo.state import TrainState
 from safe_trpo.config import Scenario, data_file_hashes, scenario_to_dict
@@ -164,11 +163,8 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
             rollout = collector.collect(state.policy, state.normalizer, steps_per_env,
                                         update_stats_per_step=first)
             state.env_steps += steps_per_env * envs.num_envs
+            # learn also moves the observation normaliser (inside the audited step).
             row = learn(scenario, state, rollout)
-            if not first:
-                state.normalizer.update_preserving(
-                    rollout.raw_obs.reshape(-1, rollout.raw_obs.shape[-1]),
-                    [first_linear(state.policy), *map(first_linear, state.critics)])
             nan_event = row.pop("nan_event", None)
             if nan_event:
                 audit.append("nan_detected", where="policy", update=state.update,
