@@ -119,6 +119,16 @@ def standardised_targets(state: TrainState, targets: np.ndarray) -> np.ndarray:
     return out
 
 
+# An episode cost is a float sum of per-step costs: one that equals its limit up to rounding
+# (ten steps of 1e-6 against a limit of 1e-5) is at the limit, not over it.
+OVER_RTOL = 1e-9
+
+
+def count_over(costs: np.ndarray, limit: float) -> int:
+    """How many episode costs exceed ``limit`` (by more than float rounding, ``OVER_RTOL``)."""
+    return int(np.count_nonzero(np.asarray(costs) > limit + OVER_RTOL * abs(limit)))
+
+
 def episode_evidence(costs: np.ndarray, limit: float) -> dict[str, Any]:
     """What a mean episode cost can hide, from the undiscounted costs of finished episodes.
 
@@ -126,7 +136,8 @@ def episode_evidence(costs: np.ndarray, limit: float) -> dict[str, Any]:
         costs: (E,) undiscounted episode sums of one cost (E may be 0).
         limit: the constraint's budget on that sum.
 
-    Returns ``episodes_over`` (episodes whose cost exceeded ``limit``; 0 when E = 0),
+    Returns ``episodes_over`` (episodes whose cost exceeded ``limit``, ``count_over``; 0 when
+    E = 0),
     ``ep_cost_max`` (the worst episode) and ``ep_cost_cvar90`` (mean of the worst 10 % of
     episodes, at least one: ceil(E / 10) of them); both None when no episode finished.
     """
@@ -134,7 +145,7 @@ def episode_evidence(costs: np.ndarray, limit: float) -> dict[str, Any]:
     if costs.size == 0:
         return {"episodes_over": 0, "ep_cost_max": None, "ep_cost_cvar90": None}
     tail = int(np.ceil(0.1 * costs.size))
-    return {"episodes_over": int(np.count_nonzero(costs > limit)),
+    return {"episodes_over": count_over(costs, limit),
             "ep_cost_max": float(costs.max()),
             "ep_cost_cvar90": float(np.sort(costs)[-tail:].mean())}
 

@@ -39,6 +39,10 @@ def test_episode_evidence_counts_the_worst_and_the_tail() -> None:
     assert ev == {"episodes_over": 4, "ep_cost_max": 24.0, "ep_cost_cvar90": 23.0}
     # A cost equal to the limit is within it (the limit is a budget, "exceeded" is strict).
     assert episode_evidence(np.array([5.0, 5.0]), 5.0)["episodes_over"] == 0
+    # ... also when the sum only rounds to it: ten steps of 1e-6 against 10 x 1e-6.
+    steps = np.full(10, 1e-6)
+    assert episode_evidence(np.array([np.cumsum(steps)[-1], 1.1e-5]), 10 * 1e-6)[
+        "episodes_over"] == 1
     one = episode_evidence(np.array([7.0]), 5.0)  # at least one episode in the tail
     assert one == {"episodes_over": 1, "ep_cost_max": 7.0, "ep_cost_cvar90": 7.0}
     assert episode_evidence(np.zeros(0), 5.0) == {"episodes_over": 0, "ep_cost_max": None,
