@@ -16,7 +16,8 @@ class ObsNormalizer(nn.Module):
     Normalised observations are clipped to +-``clip`` so one outlier cannot saturate the network.
     Buffers are float64 so millions of updates do not drift. During the first rollout of a run
     (a fresh, untrained policy) the statistics follow every step; afterwards they change once
-    per rollout, through ``update_preserving``.
+    per rollout, through ``update_preserving``, inside the policy step
+    (``safe_trpo.algo.learn.renormalise``), so the audited KL includes what it cannot preserve.
     """
 
     def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0) -> None:
@@ -43,10 +44,10 @@ class ObsNormalizer(nn.Module):
         """Update the statistics and rescale each network's first layer so that its output as
         a function of the RAW observation is unchanged (up to the +-clip bound).
 
-        Without this, drifting statistics would change the policy between updates, outside
-        the trust region the audited KL measures. With z = (x - m) / s and a first layer
-        W z + b, the new statistics (m', s') keep W z + b if W' = W * s' / s (per input
-        column) and b' = b + W (m' - m) / s.
+        Without this, drifting statistics would change the policy between updates. With
+        z = (x - m) / s and a first layer W z + b, the new statistics (m', s') keep W z + b if
+        W' = W * s' / s (per input column) and b' = b + W (m' - m) / s. No rescaling can keep
+        an observation whose clipping changes; the caller measures that in the step's KL.
         """
         if not self.enabled:
             return
