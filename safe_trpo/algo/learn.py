@@ -233,49 +233,80 @@ def cpo_horizons(scenario: Scenario, state: TrainState) -> np.ndarray:
     return np.array(out)
 
 
-def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
-    """Advantages -> policy step -> critic fit, for one rollout; returns the audit fields."""
+def policy_step(scenario: Scenario, state: TrainState, r: Rollout, batch: PolicyBatch,
+                advs: np.ndarray) -> tuple[LineSearchResult, float, str | None, dict | None]:
+    """The step ``[algo] name`` asks for, in place: (line search, expected improvement of
+    the full step, why no step was tried or None, the CPO fields of the row or None)."""
     a = scenario.algo
-    advs, rets = critic_targets(scenario, state, r)
-    t, n = r.rewards.shape
-    actions = torch.from_numpy(r.actions.reshape(t * n, *r.actions.shape[2:]))
-    obs, behaviour, snapshot = renormalise(state, r)
-    batch = PolicyBatch(state.policy, obs, actions,
-                        torch.from_numpy(r.log_probs.reshape(-1)).float(), old_dist=behaviour)
     reward_adv = torch.from_numpy(advs[0]).float()
     cost_advs = torch.from_numpy(advs[1:]).float()
     cost_advs = cost_advs - cost_advs.mean(1, keepdim=True)  # centred, not scaled: units matter
-    if r.episode_lengths:
-        state.horizon = float(np.mean(r.episode_lengths))
     limits = np.array([c.limit for c in scenario.constraints])
-    ep_costs = r.episode_costs.mean(0) if len(r.episode_returns) else None  # (m,)
-
-    before = flat_params(state.policy).clone()
     step_args = (a.target_kl, a.cg_iters, a.cg_damping, a.backtrack_iters, a.backtrack_coeff)
-    cpo_fields, skipped = None, None
     if a.name == "cpo":
         horizon = cpo_horizons(scenario, state)
         margins = per_step_margins(r.costs, limits, horizon)
         result = cpo_step(state.policy, batch, _standardise(reward_adv)
                           if a.normalize_advantages else reward_adv, cost_advs, margins,
                           *step_args)
-        search, sol = result.search, result.solution
+        sol = result.solution
         state.nu = np.asarray(sol.nu, dtype=np.float64)
         # excess_per_step is c_i (> 0: over budget), unlike constraints[].margin (> 0: slack).
         cpo_fields = {**sol.audit_fields(), "excess_per_step": margins,
                       "horizon": horizon,  # (m,) episode length each limit is spread over
                       "predicted_cost_change": sol.predicted_cost_change}
-        expected = sol.predicted_reward_gain
-    else:
-        advantage = reward_adv
-        if a.name == "trpo-lag":
-            state.nu = update_multipliers(state.nu, ep_costs, limits, a.lagrange_lr)
-            advantage = lagrangian_advantages(reward_adv, cost_advs, state.nu)
-        if a.normalize_advantages:
-            advantage = _standardise(advantage)
-        result = trpo_step(state.policy, batch, advantage, *step_args)
-        search, expected = result.search, result.expected_improvement
-        skipped = result.skipped
+        return result.search, sol.predicted_reward_gain, None, cpo_fields
+    advantage = reward_adv
+    if a.name == "trpo-lag":
+        ep_costs = r.episode_costs.mean(0) if len(r.episode_returns) else None  # (m,)
+        state.nu = update_multipliers(state.nu, ep_costs, limits, a.lagrange_lr)
+        advantage = lagrangian_advantages(reward_adv, cost_advs, state.nu)
+    if a.normalize_advantages:
+        advantage = _standardise(advantage)
+    result = trpo_step(state.policy, batch, advantage, *step_args)
+    return result.search, result.expected_improvement, result.skipped, None
+
+
+def fit_critics_checked(scenario: Scenario, state: TrainState, obs: torch.Tensor,
+                        rets: np.ndarray) -> list[float]:
+    """``fit_critics`` on standardised targets; the losses in the reward's and costs' units.
+
+    Raises NonFiniteError (``where="critic"``) when a critic diverged: nothing learnt after
+    that would mean anything (advantages come from these critics), so the run stops and the
+    last checkpoint holds the last good state.
+    """
+    a = scenario.algo
+    scaled = standardised_targets(state, rets)
+    losses = fit_critics(state, obs, torch.from_numpy(scaled).float(), a.critic_epochs,
+                         a.critic_minibatch)
+    losses = [loss * float(critic.out_std) ** 2
+              for loss, critic in zip(losses, state.critics, strict=True)]
+    names = ["reward"] + [c.name for c in scenario.constraints]
+    diverged = [names[k] for k, critic in enumerate(state.critics)
+                if not (np.isfinite(losses[k])
+                        and all(torch.isfinite(p).all() for p in critic.parameters()))]
+    if diverged:
+        raise NonFiniteError(
+            "critic fit diverged (non-finite loss or weights) for the "
+            + ", ".join(map(repr, diverged)) + f" critic{'s' if len(diverged) > 1 else ''} "
+            f"(algo.critic_lr = {a.critic_lr:g}); lower critic_lr", where="critic")
+    return losses
+
+
+def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
+    """Advantages -> normaliser move + policy step -> critic fit, for one rollout; returns the
+    fields of the update's audit row."""
+    a = scenario.algo
+    advs, rets = critic_targets(scenario, state, r)  # with the critics as they collected
+    t, n = r.rewards.shape
+    actions = torch.from_numpy(r.actions.reshape(t * n, *r.actions.shape[2:]))
+    obs, behaviour, snapshot = renormalise(state, r)
+    batch = PolicyBatch(state.policy, obs, actions,
+                        torch.from_numpy(r.log_probs.reshape(-1)).float(), old_dist=behaviour)
+    if r.episode_lengths:
+        state.horizon = float(np.mean(r.episode_lengths))
+    before = flat_params(state.policy).clone()
+    search, expected, skipped, cpo_fields = policy_step(scenario, state, r, batch, advs)
 
     nan_event = None
     if not torch.isfinite(flat_params(state.policy)).all():
@@ -292,26 +323,10 @@ def learn(scenario: Scenario, state: TrainState, r: Rollout) -> dict[str, Any]:
     if cpo_fields is not None:
         # The margin the solver used, in episode units and with `margin`'s sign (> 0: slack):
         # -c_i * horizon_i = limit_i - horizon_i * mean per-step cost. See docs/audit-record.md.
-        for entry, c_i, h_i in zip(summary["constraints"], margins, horizon, strict=True):
+        for entry, c_i, h_i in zip(summary["constraints"], cpo_fields["excess_per_step"],
+                                   cpo_fields["horizon"], strict=True):
             entry["margin_episode_units"] = float(-c_i * h_i)
-    scaled = standardised_targets(state, rets)
-    losses = fit_critics(state, obs, torch.from_numpy(scaled).float(), a.critic_epochs,
-                         a.critic_minibatch)
-    # Report the losses in the units of the reward and costs, not the standardised ones.
-    losses = [loss * float(critic.out_std) ** 2
-              for loss, critic in zip(losses, state.critics, strict=True)]
-    diverged = [k for k, critic in enumerate(state.critics)
-                if not (np.isfinite(losses[k])
-                        and all(torch.isfinite(p).all() for p in critic.parameters()))]
-    if diverged:
-        # Nothing learnt from here on would mean anything (advantages come from these critics),
-        # so the run stops; the last checkpoint holds the last good state.
-        names = ["reward"] + [c.name for c in scenario.constraints]
-        raise NonFiniteError(
-            "critic fit diverged (non-finite loss or weights) for the "
-            + ", ".join(f"{names[k]!r}" for k in diverged)
-            + f" critic{'s' if len(diverged) > 1 else ''} (algo.critic_lr = {a.critic_lr:g}); "
-            "lower critic_lr", where="critic")
+    losses = fit_critics_checked(scenario, state, obs, rets)
     row = {
         "algo": a.name, "kl": search.kl, "target_kl": a.target_kl,
         "accepted": search.accepted, "backtracks": search.backtracks,
