@@ -34,9 +34,13 @@ class SpeedLimitConfig:
     """Steps per episode (the time limit), an integer >= 1; 100 in the shipped scenario."""
     speed_limit: float = 0.5
     """Velocity above which a step costs 1; in [-1, 1] (|v| <= 1), 0.5 in the scenario."""
+    cost_per_step: float = 1.0
+    """What one speeding step costs: the cost's unit (a limit is then in the same unit). 1.0 in
+    the scenario; other values express the same task in other units (tests unit invariance)."""
 
     def __post_init__(self) -> None:
-        check_fields(self, {"episode_steps": (1, 10_000_000), "speed_limit": (-1.0, 1.0)})
+        check_fields(self, {"episode_steps": (1, 10_000_000), "speed_limit": (-1.0, 1.0),
+                            "cost_per_step": (1e-300, 1e300)})
         # An integer: the observation's time left is 1 - t / episode_steps, on a step grid.
         if not isinstance(self.episode_steps, (int, np.integer)):
             raise ValueError(f"episode_steps: expected an integer, got {self.episode_steps!r}")
@@ -54,6 +58,7 @@ class SpeedLimitPlant:
         self.num = num
         self.episode_steps = int(config.episode_steps)
         self.speed_limit = float(config.speed_limit)
+        self.cost_per_step = float(config.cost_per_step)
         self.single_observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self.single_action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
         self.v = np.zeros(num)
@@ -73,7 +78,7 @@ class SpeedLimitPlant:
         a = check_actions(actions, self.num, self.single_action_space, ENV_ID)[:, 0]
         self.v = 0.8 * self.v + 0.2 * a
         self.t = self.t + 1
-        cost = (self.v > self.speed_limit).astype(np.float64)
+        cost = self.cost_per_step * (self.v > self.speed_limit)
         info: dict[str, Any] = {"cost": cost, "cost_speed": cost.copy()}
         terminated = np.zeros(self.num, dtype=bool)
         return self.observe(), self.v.copy(), terminated, self.t >= self.episode_steps, info

@@ -93,8 +93,15 @@ class ConstraintConfig:
     name: str = _f("", "Cost name: read from info['cost_<name>'] (info['cost'] if 'cost'); "
                        "`safe-trpo envs` lists each environment's cost names.")
     limit: float = _f(0.0, "Budget on the undiscounted episode sum of this cost.", ge=0)
-    cost_gamma: float | None = _f(None, "Discount of this cost's critic; defaults to "
-                                        "algo.gamma.", gt=0, le=1)
+    cost_gamma: float | None = _f(1.0, "Discount of this cost's critic and advantages. 1.0 "
+                                       "(default): the limit budgets the undiscounted episode "
+                                       "sum, so the cost is not discounted; lower it only to "
+                                       "trade that exactness for variance. null: algo.gamma.",
+                                  gt=0, le=1)
+    horizon: float | None = _f(None, "Episode length (steps) the limit is budgeted over, for "
+                                     "CPO's per-step margin limit / horizon. Default: the mean "
+                                     "length of recently finished episodes, else the env's "
+                                     "max_episode_steps; required when neither exists.", gt=0)
 
     @property
     def info_key(self) -> str:

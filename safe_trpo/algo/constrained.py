@@ -8,8 +8,10 @@ limit_i / horizon, where horizon is the mean episode length. (The episode cost J
 about horizon * b_i^T x for a step x, so b_i^T x + c_i <= 0 keeps the projected episode cost
 under limit_i.) The m+1 CG solves reduce the problem to q, r, S, which
 ``safe_trpo.algo.cpo.solve_step`` solves exactly; the line search then accepts a trial only if its
-measured KL is <= delta, each cost surrogate rises by at most max(-c_i, 0), and, unless the step
-is a recovery step, the reward surrogate improves.
+measured KL is <= delta, each cost surrogate rises by at most max(-c_i, 0), and, when every
+constraint is satisfied now (all c_i <= 0), the reward surrogate improves (the CPO reference
+code's rule: a violated constraint is fixed even at a cost in reward). A rejected step records
+why (``LineSearchResult.reason``).
 
 TRPO-Lagrangian (Ray et al. 2019). One multiplier nu_i >= 0 per constraint, raised when the
 batch's mean episode cost exceeds the limit and lowered otherwise; the policy takes a TRPO step
@@ -32,6 +34,8 @@ from safe_trpo.algo.trpo import (
     fisher_vector_product,
     flat_grad,
     line_search,
+    no_step,
+    rejection,
     surrogate,
 )
 
@@ -63,23 +67,30 @@ def cpo_step(policy: Policy, batch: PolicyBatch, reward_adv: torch.Tensor,
     full_step = solution.alpha * hinv_g + beta @ hinv_b
     if solution.case == "failed" or not torch.isfinite(full_step).all() or \
             not full_step.abs().sum() > 0:
-        none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)
-        return CpoUpdate(none, solution)
+        return CpoUpdate(no_step(), solution)
 
     reward_old_v = float(reward_old.detach())
     cost_old_v = np.array([float(c.detach()) for c in cost_old])
-    allowed = np.maximum(-np.asarray(margins), 0.0)
-    recovering = solution.case == "recovery"
+    margins = np.asarray(margins, dtype=np.float64)
+    allowed = np.maximum(-margins, 0.0)
+    # The rule of the CPO reference code: only a policy that satisfies every constraint now
+    # must also improve the reward. When one is violated, a step that lowers its cost is worth
+    # taking even at some reward: demanding both rejected every such step where reward and cost
+    # conflict, and left the policy over its limit.
+    must_improve = bool(np.all(margins <= 0))
+    tolerance = 1e-6 * cost_advs.abs().mean(1).double().numpy()
 
-    def accept(kl: float) -> tuple[bool, float]:
+    def accept(kl: float) -> tuple[str | None, float]:
         with torch.no_grad():
             improvement = float(surrogate(policy, batch, reward_adv)) - reward_old_v
             cost_change = np.array([float(surrogate(policy, batch, cost_advs[i]))
                                     for i in range(m)]) - cost_old_v
-        # A violated cost (c_i >= 0) may not rise at all; one with slack may use it. Recovery
-        # steps only have to satisfy that; other steps must also improve the reward.
-        cost_ok = bool(np.all(cost_change <= allowed + 1e-12))
-        return kl <= target_kl and cost_ok and (recovering or improvement > 0), improvement
+        # A violated cost (c_i >= 0) may not rise at all; one with slack may use it. The
+        # tolerance is float32 rounding of the surrogate, in the cost's own units.
+        cost_ok = bool(np.all(cost_change <= allowed + tolerance))
+        reason = rejection(kl, target_kl, improvement, must_improve, cost_ok,
+                           finite=bool(np.all(np.isfinite(cost_change))))
+        return reason, improvement
 
     search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
     return CpoUpdate(search, solution)
@@ -108,8 +119,10 @@ def _solve_or_fail(q: float, r: np.ndarray, s: np.ndarray, c: np.ndarray, delta:
                    predicted_cost_change=np.zeros(m), predicted_kl=0.0)
 
 
-def per_step_margins(step_costs: np.ndarray, limits: np.ndarray, horizon: float) -> np.ndarray:
-    """c_i = mean per-step cost - limit_i / horizon (see module docstring)."""
+def per_step_margins(step_costs: np.ndarray, limits: np.ndarray,
+                     horizon: float | np.ndarray) -> np.ndarray:
+    """c_i = mean per-step cost - limit_i / horizon_i (see module docstring); ``horizon`` is
+    one episode length or one per constraint."""
     return step_costs.reshape(-1, len(limits)).mean(0) - limits / horizon
 
 

@@ -78,11 +78,11 @@ import numpy as np
 from safe_trpo.algo.cpo_polish import polish_dual, polish_recovery
 
 # A cost gradient counts as zero when the trust region can move that linearised cost by at most
-# this fraction of its margin: normalising by such a gradient would point the step along CG noise.
-GRAD_TOL = 1e-10
+# this fraction of its margin (a violation of 1e12 trust-region units still gets its recovery).
+GRAD_TOL = 1e-13
 # Clarabel's defaults, pinned. The answers are polished to exact KKT points afterwards
 # (safe_trpo.algo.cpo_polish), so tighter tolerances would only cost "optimal_inaccurate" statuses.
-SOLVER_OPTIONS = {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8}
+SOLVER_OPTIONS = {"tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8, "tol_feas": 1e-8, "max_iter": 200}
 # Without a polish the solver's point is used if its normalised KKT error is below this.
 RAW_TOL = 1e-3
 ACCEPTED_STATUSES = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
@@ -229,7 +229,6 @@ def _gram_factor(gram: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(eigval, 0.0, None))[:, None] * eigvec.T
 
 
-
 def _validated(q, r, S, c, delta) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, float]:
     c = np.atleast_1d(np.asarray(c, dtype=float))
     m = c.shape[0]
@@ -284,11 +283,18 @@ class _Problem:
         return np.isposinf(self.c_hat)
 
     def result(self, alpha, beta, lam, nu, case, status="closed_form", ms=0.0, polished=False):
-        """A CpoStep with the step's first-order predictions filled in."""
+        """A CpoStep with its first-order predictions. Its KL 1/2 z^T G z is taken in extended
+        precision (a nearly cancelling z loses ~eps ||z||^2) and never exceeds delta."""
         beta, nu = np.array(beta, dtype=float), np.array(nu, dtype=float)  # own, read-only copies
+        wide = np.longdouble
+        z = np.concatenate([[alpha], beta]).astype(wide)
+        gram = np.block([[np.array([[self.q]]), self.r[None, :]], [self.r[:, None], self.S]])
+        kl = float(0.5 * (z @ gram.astype(wide) @ z))
+        if kl > self.delta * (1 + 1e-12):
+            shrink = float(np.sqrt(wide(self.delta) / wide(kl)))
+            alpha, beta, kl = alpha * shrink, beta * shrink, self.delta
         cost_change = alpha * self.r + self.S @ beta
         gain = alpha * self.q + beta @ self.r
-        kl = 0.5 * (alpha * gain + beta @ cost_change)  # 1/2 [a; b]^T G [a; b]
         beta.setflags(write=False)
         nu.setflags(write=False)
         cost_change.setflags(write=False)
@@ -341,16 +347,21 @@ def _recovery_step(p: _Problem) -> tuple[CpoStep | None, _Solved]:
     live = np.flatnonzero(np.isfinite(p.c_hat))
     if live.size == 0:  # nothing any step can move: stand still
         return p.result(0.0, np.zeros(m), 0.0, np.zeros(m), "recovery"), _Solved(True, "", 0.0)
-    gram = p.gram_hat[np.ix_(1 + live, 1 + live)]
-    out, beta_hat, weights = _recovery_solver(live.size).solve(_gram_factor(gram), p.c_hat[live])
+    # In the trust region a term moves by at most 1: one over 2 below the largest never attains
+    # the max. Subtracting the largest keeps the numbers O(1) (else margins of 1e8+ units drown
+    # the O(1) step, which came back up to 4096x too long).
+    shift = float(np.max(p.c_hat[live]))
+    live = live[p.c_hat[live] - shift > -2.0]
+    gram, c_rel = p.gram_hat[np.ix_(1 + live, 1 + live)], p.c_hat[live] - shift
+    out, beta_hat, weights = _recovery_solver(live.size).solve(_gram_factor(gram), c_rel)
     if not out.ok:
         return p.failed(f"recovery: {out.status}", out.ms), out
-    polished = polish_recovery(gram, p.c_hat[live], weights)
+    polished = polish_recovery(gram, c_rel, weights)
     if polished is not None:
         beta_hat = polished
     else:
         beta_hat = beta_hat / max(1.0, np.sqrt(max(beta_hat @ gram @ beta_hat, 0.0)))
-    worst = float(np.max(gram @ beta_hat + p.c_hat[live]))
+    worst = float(np.max(gram @ beta_hat + c_rel)) + shift
     infeasible = bool(p.unfixable.any()) or worst > 0
     if not (infeasible or p.reward_flat):
         return None, out
@@ -372,7 +383,7 @@ def _dual_step(p: _Problem, prior_status: str, prior_ms: float) -> CpoStep:
     if not out.ok:
         return p.failed(f"dual: {out.status}", ms)
     polished = polish_dual(gram, p.c_hat[keep], lam_hat, nu_hat)
-    if polished is not None:
+    if polished is not None:  # (``_Problem.result`` keeps any step inside the trust region)
         z, lam_hat, nu_hat = polished
     else:
         z = np.concatenate([[1.0], -nu_hat]) / max(lam_hat, np.finfo(float).tiny)

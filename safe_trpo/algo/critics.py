@@ -35,7 +35,9 @@ _aten = torch.ops.aten
 
 
 class SquaredErrorGrads:
-    """Gradient of mean((V(x) - y)^2) for one critic, by the backward pass written out."""
+    """Gradient of mean((net(x) - y)^2) for one critic's network ``critic.net`` (its output
+    before ``ValueNet``'s output scale: y is in standardised units), by the backward pass
+    written out."""
 
     def __init__(self, critic: ValueNet) -> None:
         layers = list(critic.net)

@@ -20,6 +20,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Distribution, Normal
 
+from safe_trpo.algo.normalizer import FrozenNormalizer, ObsNormalizer  # noqa: F401 (re-export)
 from safe_trpo.errors import UserError
 
 # Argument validation re-checks every distribution's parameters on construction, a large share
@@ -305,91 +306,41 @@ def clip_action(actions: np.ndarray, action_space: spaces.Space) -> np.ndarray:
 
 
 class ValueNet(nn.Module):
-    """State-value critic V(s), for the reward and for each cost."""
+    """State-value critic V(s) = net(s) * out_std + out_mean, for the reward and each cost.
+
+    ``net`` is fit to targets standardised by (out_mean, out_std), so the critic learns the
+    same way whatever the units of its reward or cost (a cost in micro-units or in thousands).
+    ``rescale_output`` changes the pair without changing V (PopArt, van Hasselt et al. 2016).
+    A new critic has out_std = 0, so V = 0 until its first fit: a zero baseline rather than a
+    random network's output in units that may be nothing like the targets'.
+    """
 
     def __init__(self, obs_dim: int, hidden: list[int], activation: str) -> None:
         super().__init__()
         self.net = mlp([obs_dim, *hidden, 1], activation, out_gain=1.0)
+        self.register_buffer("out_mean", torch.tensor(0.0, dtype=torch.float64))
+        self.register_buffer("out_std", torch.tensor(0.0, dtype=torch.float64))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
+        out = self.net(obs).squeeze(-1)
+        return out * self.out_std.to(out.dtype) + self.out_mean.to(out.dtype)
 
+    @torch.no_grad()
+    def rescale_output(self, mean: float, std: float) -> None:
+        """Set (out_mean, out_std) to (mean, std > 0), rescaling the last layer so V is kept:
+        W' = W s / s', b' = (b s + m - m') / s'. Before the first fit (s = 0) V is 0 and the
+        network is untrained: the scale is set and the network left as it is."""
+        last = self.net[-1]
+        m, s = float(self.out_mean), float(self.out_std)
+        if s > 0:
+            last.weight.mul_(s / std)
+            last.bias.copy_((last.bias.double() * s + m - mean) / std)
+        self.out_mean.fill_(mean)
+        self.out_std.fill_(std)
 
-class ObsNormalizer(nn.Module):
-    """Running mean/variance of observations (parallel Welford update), saved with the model.
-
-    Normalised observations are clipped to +-``clip`` so one outlier cannot saturate the network.
-    Buffers are float64 so millions of updates do not drift. During the first rollout of a run
-    (a fresh, untrained policy) the statistics follow every step; afterwards they change once
-    per rollout, through ``update_preserving``.
-    """
-
-    def __init__(self, obs_dim: int, enabled: bool = True, clip: float = 10.0) -> None:
-        super().__init__()
-        self.enabled = enabled
-        self.clip = clip
-        self.register_buffer("mean", torch.zeros(obs_dim, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(obs_dim, dtype=torch.float64))
-        self.register_buffer("count", torch.tensor(1e-4, dtype=torch.float64))
-
-    def update(self, batch: np.ndarray) -> None:
-        if not self.enabled:
-            return
-        x = torch.as_tensor(batch, dtype=torch.float64)
-        b_mean, b_var, b_count = x.mean(0), x.var(0, unbiased=False), x.shape[0]
-        delta = b_mean - self.mean
-        total = self.count + b_count
-        self.mean += delta * b_count / total
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
-
-    def update_preserving(self, batch: np.ndarray, first_layers: list[nn.Linear]) -> None:
-        """Update the statistics and rescale each network's first layer so that its output as
-        a function of the RAW observation is unchanged (up to the +-clip bound).
-
-        Without this, drifting statistics would change the policy between updates, outside
-        the trust region the audited KL measures. With z = (x - m) / s and a first layer
-        W z + b, the new statistics (m', s') keep W z + b if W' = W * s' / s (per input
-        column) and b' = b + W (m' - m) / s.
-        """
-        if not self.enabled:
-            return
-        old_mean, old_std = self.mean.clone(), (self.var + 1e-8).sqrt()
-        self.update(batch)
-        new_std = (self.var + 1e-8).sqrt()
-        with torch.no_grad():
-            for layer in first_layers:
-                w = layer.weight.double()
-                layer.bias += (w @ ((self.mean - old_mean) / old_std)).to(layer.bias.dtype)
-                layer.weight.copy_((w * (new_std / old_std)).to(layer.weight.dtype))
-
-    def frozen(self) -> FrozenNormalizer:
-        """The transform with the current statistics, for applying many times cheaply."""
-        if not self.enabled:
-            return FrozenNormalizer(None, None, self.clip)
-        return FrozenNormalizer(self.mean.numpy().copy(), np.sqrt(self.var.numpy() + 1e-8),
-                                self.clip)
-
-    def __call__(self, obs: np.ndarray) -> np.ndarray:  # type: ignore[override]
-        return self.frozen()(obs)
-
-
-class FrozenNormalizer:
-    """z = clip((x - mean) / std, +-clip) as float32, with statistics fixed at creation."""
-
-    def __init__(self, mean: np.ndarray | None, std: np.ndarray | None, clip: float) -> None:
-        self.mean, self.std, self.clip = mean, std, clip  # mean None: normalisation disabled
-
-    def __call__(self, obs: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Normalise ``obs`` (any leading shape), into the float32 array ``out`` if given."""
-        obs = np.asarray(obs, dtype=np.float64)
-        if out is None:
-            out = np.empty(obs.shape, dtype=np.float32)
-        if self.mean is None:
-            out[...] = obs
-            return out
-        z = obs - self.mean
-        z /= self.std
-        # Clip in float64, then round once to float32 on the way into ``out``.
-        return np.minimum(np.maximum(z, -self.clip, out=z), self.clip, out=out)
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # Checkpoints written before the output scale existed: their critics had none.
+        for name, default in (("out_mean", 0.0), ("out_std", 1.0)):
+            state_dict.setdefault(prefix + name, torch.tensor(default, dtype=torch.float64))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -41,7 +41,12 @@ class Rollout(NamedTuple):
 
 
 class NonFiniteError(RuntimeError):
-    """The environment produced NaN or inf; carries where, for the audit record."""
+    """A NaN or inf that stops the run; ``where`` it arose ("environment", "critic") goes
+    into the audit record's ``nan_detected`` event."""
+
+    def __init__(self, message: str, where: str = "environment") -> None:
+        super().__init__(message)
+        self.where = where
 
 
 class EnvErrors:

@@ -11,6 +11,7 @@ improves; if no try passes, the parameters are restored exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -26,12 +27,17 @@ class PolicyBatch:
     """What a policy step needs: flattened samples and the old policy's distribution."""
 
     def __init__(self, policy: Policy, obs: torch.Tensor, actions: torch.Tensor,
-                 old_log_probs: torch.Tensor) -> None:
+                 old_log_probs: torch.Tensor, old_dist: Distribution | None = None) -> None:
+        """``old_dist``: the distribution the actions were drawn from, when it is not the
+        policy's current one on ``obs`` (the observation normaliser moved since the rollout:
+        the audited KL then measures the whole change of behaviour, that move included)."""
         self.obs = obs
         self.actions = actions
         self.old_log_probs = old_log_probs
-        with torch.no_grad():
-            self.old_dist: Distribution = policy.detach(policy.distribution(obs))
+        if old_dist is None:
+            with torch.no_grad():
+                old_dist = policy.detach(policy.distribution(obs))
+        self.old_dist: Distribution = old_dist
         self._trial: tuple[torch.Tensor, Distribution] | None = None
 
     @torch.no_grad()
@@ -84,14 +90,18 @@ def cg_solve(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, it
              residual_tol: float = 1e-10) -> CGSolution:
     """Solve A x = b for symmetric positive-definite A given only x -> A x.
 
-    At most ``iters`` products with A; stops early once |residual|^2 <= ``residual_tol``.
+    At most ``iters`` products with A; stops early once |residual|^2 <= ``residual_tol`` *
+    |b|^2. The test is relative so the solve does not depend on the units of b: a cost
+    gradient in micro-units is solved as accurately as one in units (an absolute test stopped
+    at x = 0 for it, and its constraint looked unmovable).
     """
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
     rr = r @ r
+    stop = residual_tol * rr
     for _ in range(iters):
-        if rr <= residual_tol:
+        if rr <= stop:
             break
         ap = matvec(p)
         alpha = rr / (p @ ap)
@@ -200,6 +210,14 @@ def mean_kl(policy: Policy, batch: PolicyBatch) -> float:
     return float(policy.kl(batch.old_dist, batch.trial_distribution(policy)).mean())
 
 
+# Why a line search rejected its step (the test the last, smallest try failed):
+# "non-finite" (KL or a surrogate was NaN/inf), "kl" (measured KL above the target), "cost" (a
+# cost surrogate rose by more than its allowed change), "reward" (the reward surrogate did not
+# improve when it had to); "no-step" when no step was tried (zero or unusable direction, failed
+# CPO solve: ``step_skipped`` / the CPO solver status says which).
+REJECT_REASONS = ("non-finite", "kl", "cost", "reward", "no-step")
+
+
 @dataclass(frozen=True)
 class LineSearchResult:
     accepted: bool
@@ -207,27 +225,49 @@ class LineSearchResult:
     step_fraction: float  # fraction of the full step applied (0 if rejected)
     kl: float  # KL after the applied step (0 if rejected: the old policy is kept)
     improvement: float  # surrogate improvement of the applied step
+    reason: str | None = None  # None if accepted, else one of REJECT_REASONS
+
+
+def no_step() -> LineSearchResult:
+    """The result when no step was tried at all."""
+    return LineSearchResult(False, 0, 0.0, 0.0, 0.0, "no-step")
 
 
 def line_search(policy: Policy, batch: PolicyBatch, full_step: torch.Tensor,
-                accept: Callable[[float], tuple[bool, float]], iters: int, coeff: float
+                accept: Callable[[float], tuple[str | None, float]], iters: int, coeff: float
                 ) -> LineSearchResult:
     """Try theta_old + coeff^k * full_step for k = 0..iters-1; keep the first accepted.
 
     ``accept(kl)`` is evaluated with the trial parameters in place and returns
-    (accepted, surrogate improvement). On failure the old parameters are copied back, so the
-    policy is bit-for-bit what it was.
+    (None if the try is accepted else the reason it is not, surrogate improvement). On failure
+    the old parameters are copied back, so the policy is bit-for-bit what it was, and the
+    result's ``reason`` is the last try's.
     """
     old = flat_params(policy).clone()
+    reason = "no-step"
     for k in range(iters):
         fraction = coeff**k
         set_flat_params(policy, old + fraction * full_step)
         kl = mean_kl(policy, batch)
-        ok, improvement = accept(kl)
-        if ok:
+        reason, improvement = accept(kl)
+        if reason is None:
             return LineSearchResult(True, k, fraction, kl, improvement)
     set_flat_params(policy, old)
-    return LineSearchResult(False, iters, 0.0, 0.0, 0.0)
+    return LineSearchResult(False, iters, 0.0, 0.0, 0.0, reason)
+
+
+def rejection(kl: float, target_kl: float, improvement: float, require_improvement: bool,
+              cost_ok: bool = True, finite: bool = True) -> str | None:
+    """Why a line-search try fails (None: it passes), tests in the order of REJECT_REASONS."""
+    if not (finite and math.isfinite(kl) and math.isfinite(improvement)):
+        return "non-finite"
+    if not kl <= target_kl:
+        return "kl"
+    if not cost_ok:
+        return "cost"
+    if require_improvement and not improvement > 0:
+        return "reward"
+    return None
 
 
 @dataclass(frozen=True)
@@ -250,16 +290,16 @@ def trpo_step(policy: Policy, batch: PolicyBatch, advantages: torch.Tensor, targ
     direction, shs = solution.x, solution.quadratic_form(g)
     if not (shs > 0 and torch.isfinite(direction).all()):
         # g = 0 or a numerically broken direction: no step is the only safe step; say so.
-        none = LineSearchResult(False, 0, 0.0, 0.0, 0.0)
+        none = no_step()
         reason = ("zero policy gradient" if float(g.norm()) == 0 else
                   f"conjugate gradient gave no usable direction (s^T H s = {shs:.3g})")
         return TrpoStepResult(none, 0.0, reason)
     full_step = (2 * target_kl / shs) ** 0.5 * direction
 
-    def accept(kl: float) -> tuple[bool, float]:
+    def accept(kl: float) -> tuple[str | None, float]:
         with torch.no_grad():
             improvement = float(surrogate(policy, batch, advantages)) - loss_old
-        return kl <= target_kl and improvement > 0, improvement
+        return rejection(kl, target_kl, improvement, require_improvement=True), improvement
 
     search = line_search(policy, batch, full_step, accept, backtrack_iters, backtrack_coeff)
     return TrpoStepResult(search, float(g @ full_step))

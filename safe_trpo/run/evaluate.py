@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from safe_trpo.algo.learn import count_over
 from safe_trpo.algo.rollout import check_finite, read_costs
 from safe_trpo.config import Scenario
 from safe_trpo.record.audit import AuditLog
@@ -87,7 +88,9 @@ def summarise(scenario: Scenario, result: Episodes) -> dict[str, Any]:
         col = result.costs[:, j]
         out["constraints"].append({
             "name": c.name, "limit": c.limit, "ep_cost_mean": float(col.mean()),
-            "ep_cost_max": float(col.max()), "frac_over_limit": float((col > c.limit).mean())})
+            "ep_cost_max": float(col.max()),
+            "frac_over_limit": count_over(col, c.limit) / max(len(col), 1),
+            "episodes_over": count_over(col, c.limit)})
     return out
 
 

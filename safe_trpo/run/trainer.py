@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from safe_trpo import __version__
 from safe_trpo.algo.learn import learn
-from safe_trpo.algo.networks import first_linear
 from safe_trpo.algo.rollout import NonFiniteError, RolloutCollector
 from safe_trpo.algo.state import TrainState
 from safe_trpo.config import Scenario, data_file_hashes, scenario_to_dict
 from safe_trpo.errors import UserError
-from safe_trpo.record.audit import AuditLog, file_sha256
+from safe_trpo.record.audit import AuditLog, file_sha256, read_lines
+from safe_trpo.record.evidence import constraint_totals, current_update_rows
 from safe_trpo.record.run_record import read_run_record
 from safe_trpo.run.checkpoint import load_state, new_state, save_checkpoint
 from safe_trpo.run.env_catalog import check_constraint_names
@@ -166,11 +166,8 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
             rollout = collector.collect(state.policy, state.normalizer, steps_per_env,
                                         update_stats_per_step=first)
             state.env_steps += steps_per_env * envs.num_envs
+            # learn also moves the observation normaliser (inside the audited step).
             row = learn(scenario, state, rollout)
-            if not first:
-                state.normalizer.update_preserving(
-                    rollout.raw_obs.reshape(-1, rollout.raw_obs.shape[-1]),
-                    [first_linear(state.policy), *map(first_linear, state.critics)])
             nan_event = row.pop("nan_event", None)
             if nan_event:
                 audit.append("nan_detected", where="policy", update=state.update,
@@ -186,11 +183,12 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
         status, reason = "interrupted", "stopped by the user (SIGINT/SIGTERM)"
     except NonFiniteError as exc:
         status, reason = "failed", str(exc)
-        audit.append("nan_detected", where="environment", update=state.update, detail=str(exc),
+        audit.append("nan_detected", where=exc.where, update=state.update, detail=str(exc),
                      action="run stopped; the last checkpoint holds the last good state")
     except BaseException as exc:
         audit.append("run_finished", status="failed", updates=state.update,
-                     env_steps=state.env_steps, reason=f"{type(exc).__name__}: {exc}")
+                     env_steps=state.env_steps, reason=f"{type(exc).__name__}: {exc}",
+                     constraint_totals=_totals(scenario, run_dir, state))
         audit.close()
         raise
     finally:
@@ -198,9 +196,16 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
         bar.close()
         envs.close()
     audit.append("run_finished", status=status, updates=state.update,
-                 env_steps=state.env_steps, reason=reason)
+                 env_steps=state.env_steps, reason=reason,
+                 constraint_totals=_totals(scenario, run_dir, state))
     audit.close()
     return RunOutcome(run_dir, status, state.update, state.env_steps, reason)
+
+
+def _totals(scenario: Scenario, run_dir: Path, state: TrainState) -> list[dict[str, Any]]:
+    """Episodes over each limit and the worst episode, over the run's current updates."""
+    rows = current_update_rows(read_lines(run_dir), below=state.update)
+    return constraint_totals(rows, [(c.name, c.limit) for c in scenario.constraints])
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

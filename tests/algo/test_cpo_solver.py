@@ -271,8 +271,8 @@ def test_zero_cost_gradient_violated_is_unfixable():
     # Alone it gives a zero step.
     st = solve_step(q, [0.0], [[0.0]], [0.2], delta)
     assert (st.case, st.alpha, st.beta[0], st.unfixable) == ("recovery", 0.0, 0.0, (0,))
-    # A gradient the trust region can move by a 1e-12 fraction of the margin counts as zero.
-    st = solve_step(q, [0.0], [[1e-26 / (2 * delta)]], [0.2], delta)
+    # A gradient the trust region can move by a 1e-14 fraction of the margin counts as zero.
+    st = solve_step(q, [0.0], [[1e-30 / (2 * delta)]], [0.2], delta)
     assert st.unfixable == (0,) and st.beta[0] == 0
 
 

@@ -180,7 +180,7 @@ def test_line_search_restores_parameters_bit_for_bit_on_failure() -> None:
     policy, batch = _tiny_batch(discrete=False)
     before = [p.detach().clone() for p in policy.parameters()]
     step = torch.randn(flat_params(policy).numel(), dtype=torch.float64)
-    result = line_search(policy, batch, step, lambda kl: (False, 0.0), iters=5, coeff=0.5)
+    result = line_search(policy, batch, step, lambda kl: ("kl", 0.0), iters=5, coeff=0.5)
     assert not result.accepted and result.backtracks == 5 and result.kl == 0.0
     for p, q in zip(policy.parameters(), before, strict=True):
         assert torch.equal(p, q)
@@ -288,6 +288,7 @@ def _critic(activation: str, seed: int):
     with torch.no_grad():
         for p in critic.parameters():
             p.add_(0.2 * torch.randn_like(p))  # generic weights, non-zero biases
+        critic.out_std.fill_(1.0)  # identity output scale: V = net (what the fit trains)
     return critic
 
 
