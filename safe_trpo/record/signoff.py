@@ -333,11 +333,11 @@ def append_signoff(run_dir: Path, *, key: ReviewerKey, decision: str, comment: s
     if fields["decision"] == "approve" and not verdict.ok:
         raise SignoffRefused(f"{name}: cannot approve a run that fails verification: "
                              f"{verdict.summary}")
-    if fields["decision"] == "approve" and (blocker := approval_blocker(chain.lines)):
-        raise SignoffRefused(f"{name}: cannot approve: {blocker} (reject or ask for changes)")
     if not run_has_ended(chain.lines):
         raise SignoffRefused(f"{name}: the run has not finished (no run_finished after its "
                              f"last start or resume); sign it off once it has ended")
+    if fields["decision"] == "approve" and (blocker := approval_blocker(chain.lines)):
+        raise SignoffRefused(f"{name}: cannot approve: {blocker} (reject or ask for changes)")
     head_seq = chain.n_lines - 1
     if (head_seq, chain.head_hash) != (displayed_seq, displayed_hash):
         raise SignoffRefused(f"{name}: the run changed while you reviewed it (the page "
