@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="write the run's self-contained report.html")
     rep.add_argument("run", type=Path)
+    rep.add_argument("--keyring", type=Path, help="keyring the sign-offs are checked against")
 
     b = sub.add_parser("backtest", help="backtest a policy or baseline on a price file")
     b.add_argument("--prices", type=Path, required=True)
@@ -168,6 +170,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from safe_trpo.report.build import write_report
 
+        if args.keyring is not None:  # read by the sign-off section (record.keys)
+            os.environ["SAFE_TRPO_KEYRING"] = str(args.keyring.resolve())
         print(write_report(args.run))
         return 0
     if args.command == "backtest":
