@@ -2,7 +2,8 @@
 
 A reviewer's key file (``reviewer new --key-out FILE``) is TOML holding their printed name, role,
 fingerprint and the private key sealed with AES-256-GCM under a scrypt-derived key (name and
-role authenticated with it): using it takes two components, the file and the passphrase. A keyring is TOML with one ``[[reviewer]]`` table per trusted public key (name,
+role authenticated with it): using it takes two components, the file and the passphrase.
+A keyring is TOML with one ``[[reviewer]]`` table per trusted public key (name,
 role, public_key as base64 of the 32 raw bytes, fingerprint): the trust list a team or a
 regulator keeps. Nothing here stores a passphrase or an unencrypted private key.
 """
