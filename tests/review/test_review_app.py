@@ -54,7 +54,7 @@ def key_file(name: str, role: str) -> bytes:
 
 def fill_signoff(at: AppTest, name: str, role: str, decision: str | None, comment: str,
                  passphrase: str = PASS, key: bytes | None = None) -> AppTest:
-    n = at.session_state["so_form_n"] if "so_form_n" in at.session_state else 0
+    n = at.session_state["so_form_n"] if "so_form_n" in at.session_state else 0  # noqa: SIM401 (no .get)
     at.file_uploader(key=f"so_key_{n}").set_value(
         ("me.key", key if key is not None else key_file(name, role), "application/toml"))
     at.text_input(key=f"so_pass_{n}").input(passphrase)
