@@ -8,9 +8,12 @@ builder share them; ``verify_bundle.py`` repeats the same rules with the standar
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from safe_trpo.record.ledger import GENESIS_HASH, LedgerEntry
+from safe_trpo.errors import UserError
+from safe_trpo.record.audit import run_ledger_url
+from safe_trpo.record.ledger import GENESIS_HASH, LedgerEntry, display_url, open_ledger
 
 
 def ledger_problems(lines: list[dict[str, Any]], chain_status: str, entries: list[LedgerEntry],
@@ -65,3 +68,18 @@ def expect_head_check(lines: list[dict[str, Any]], expected: str) -> tuple[str, 
                           + (f" ({later} line(s) appended since)" if later else " (current head)"))
     return "fail", (f"the kept head {expected[:16]}... is not in this chain: the record was "
                     f"truncated before it or rewritten")
+
+
+def run_ledger_problem(run_dir: Path, lines: list[dict[str, Any]], chain_status: str,
+                       url: str | None = None) -> str:
+    """The first disagreement between a run folder and its ledger (or why the ledger cannot be
+    read), or "" when they agree. url: the ledger (default: the run's own)."""
+    run_id = Path(run_dir).resolve().name
+    url = url or run_ledger_url(Path(run_dir))
+    try:
+        with open_ledger(url) as led:
+            entries = led.entries(run_id)
+    except UserError as exc:
+        return str(exc)
+    found = ledger_problems(lines, chain_status, entries, run_id, display_url(url))
+    return found[0] if found else ""

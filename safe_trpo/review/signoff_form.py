@@ -18,9 +18,7 @@ import streamlit as st
 
 from safe_trpo.errors import UserError
 from safe_trpo.record import keys, signoff
-from safe_trpo.record.anchor import ledger_problems
-from safe_trpo.record.audit import run_ledger_url
-from safe_trpo.record.ledger import display_url, open_ledger
+from safe_trpo.record.anchor import run_ledger_problem
 from safe_trpo.review import runs
 from safe_trpo.review.frames import md
 
@@ -67,16 +65,8 @@ def form_blocker(detail: runs.RunDetail) -> str:
                 f"sign-off can be added to it.")
     if not verdict.ok:
         return f"This run fails verification: {verdict.summary}. It cannot be signed off here."
-    run_id = Path(detail.run_dir).resolve().name
-    url = run_ledger_url(Path(detail.run_dir))
-    try:
-        with open_ledger(url) as led:
-            found = ledger_problems(detail.lines, verdict.chain.status, led.entries(run_id),
-                                    run_id, display_url(url))
-    except UserError as exc:
-        return f"The run's ledger cannot be checked: {exc}. It cannot be signed off here."
-    if found:
-        return f"This run fails verification against its ledger: {found[0]}."
+    if problem := run_ledger_problem(detail.run_dir, detail.lines, verdict.chain.status):
+        return f"This run fails verification against its ledger: {problem}."
     if not signoff.run_has_ended(detail.lines):
         return "This run has not finished; it can be signed off once it has ended."
     return ""

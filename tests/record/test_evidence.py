@@ -265,3 +265,30 @@ def test_concurrent_appends_from_two_processes_stay_one_chain(tmp_path):
     assert [e.ledger_seq for e in entries] == sorted(e.ledger_seq for e in entries)
     assert json.dumps(sorted((ln["writer"], ln["i"]) for ln in lines)) == json.dumps(
         sorted((w, i) for w in "ab" for i in range(40)))
+
+
+def test_report_of_a_run_away_from_its_ledger_is_written_unbound(run, tmp_path):
+    from safe_trpo.report.build import write_report
+
+    moved = tmp_path / "elsewhere" / "run1"
+    moved.parent.mkdir()
+    run.rename(moved)
+    before = (moved / "audit.jsonl").read_bytes()
+    path = write_report(moved)
+    assert path.name == "report.unbound.html"
+    assert "its ledger disagrees: ledger" in path.read_text()
+    assert (moved / "audit.jsonl").read_bytes() == before
+
+
+def test_a_scenario_ledger_path_is_used_and_found_by_verify(tmp_path, capsys):
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "speed_limit_cpo.toml"
+    ledger = tmp_path / "elsewhere" / "team-ledger.sqlite"
+    rc = main(["train", str(scenario), "--out", str(tmp_path / "out"), "--no-progress",
+               "--set", "algo.total_steps=1024", "--set", "algo.steps_per_update=1024",
+               "--set", f'run.ledger="{ledger}"'])
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and ledger.is_file() and not (tmp_path / "out" / "ledger.sqlite").exists()
+    rc, out = cli(capsys, "verify", str(run_dir))
+    assert rc == 0 and f"ledger {ledger}: all" in out
+    rc, out = cli(capsys, "resume", str(run_dir))  # appends through the same ledger
+    assert "already completed" in out
