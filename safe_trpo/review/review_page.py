@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from safe_trpo.record import signoff
+from safe_trpo.record.anchor import run_ledger_problem
 from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, RED, UPDATE_AXIS, chart, flagged_chart, line
 from safe_trpo.review.frames import md
@@ -45,6 +46,9 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
         st.error(f"Integrity: {md(verdict.summary if verdict else detail.integrity.upper())}")
     if detail.problem:
         st.warning(f"{md(run_id)}: {md(detail.problem)}")
+    if verdict is not None and verdict.chain.status in ("intact", "interrupted") and (
+            ledger := run_ledger_problem(detail.run_dir, detail.lines, verdict.chain.status)):
+        st.error(f"Ledger: {md(ledger)}")  # truncation or a re-chain the folder cannot show
     if verdict is None:
         return
     cols = st.columns(5)

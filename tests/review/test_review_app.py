@@ -350,3 +350,14 @@ def test_a_failed_run_cannot_be_approved_but_can_be_rejected(reports):
     assert "cannot approve: the run's status is failed" in texts(at.error)
     at = fill_signoff(at, "Ada", "reviewer", "reject", "it failed")
     assert audit.read_lines(run_dir)[-1]["decision"] == "reject"
+
+
+def test_a_truncated_run_shows_the_ledger_failure_and_no_form(reports):
+    run_dir = make_run(reports, "r1")
+    lines = (run_dir / "audit.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "audit.jsonl").write_text("".join(lines[:-2]))  # the chain alone still verifies
+    at = open_app(page="Review", run="r1")
+    errors = texts(at.error)
+    assert f"Ledger: TRUNCATED: the ledger anchors seq 0-{len(lines) - 1}" in errors
+    assert "fails verification against its ledger" in errors
+    assert not [b for b in at.button if b.label == "Sign off"]
