@@ -1,4 +1,5 @@
-"""``safe-trpo``: train, resume, evaluate, compare, verify, report, backtest, review, sweep.
+"""``safe-trpo``: train, resume, evaluate, compare, verify, report, backtest, review, sweep,
+sign off.
 
 Bad input ends in one line on stderr naming the file/key and what was expected, and exit code 2;
 a run that did not complete exits 1; success exits 0. Never a bare traceback for user errors.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,11 +44,42 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--episodes", type=_positive_int, default=20)
     cmp.add_argument("--seed", type=int)
 
-    v = sub.add_parser("verify", help="check a run's audit chain and recorded files")
+    v = sub.add_parser("verify", help="check a run's chain, files, ledger and signatures")
     v.add_argument("run", type=Path)
+    v.add_argument("--ledger", help="ledger URL (default: the run's own, see docs/audit.md)")
+    v.add_argument("--expect-head", help="a head hash kept from an earlier verify")
+    v.add_argument("--keyring", type=Path, help="TOML keyring of trusted reviewer keys")
+
+    lg = sub.add_parser("ledger", help="ledger administration").add_subparsers(
+        dest="ledger_command", required=True)
+    li = lg.add_parser("init", help="create the ledger schema (and an insert-only role)")
+    li.add_argument("url")
+    li.add_argument("--role", default="safe_trpo_writer", help="PostgreSQL role for training")
+
+    rw = sub.add_parser("reviewer", help="reviewer keys").add_subparsers(
+        dest="reviewer_command", required=True)
+    rn = rw.add_parser("new", help="make a reviewer's key pair and add it to a keyring")
+    rn.add_argument("name")
+    rn.add_argument("--role", required=True)
+    rn.add_argument("--key-out", type=Path, required=True)
+    rn.add_argument("--keyring", type=Path, required=True)
+
+    so = sub.add_parser("signoff", help="sign a run's record with your reviewer key")
+    so.add_argument("run", type=Path)
+    so.add_argument("--key", type=Path, required=True)
+    so.add_argument("--decision", choices=("approve", "reject", "needs_changes"), required=True)
+    so.add_argument("--comment", default="")
+    so.add_argument("--head", help="the head hash you reviewed (refused if it moved)")
+    so.add_argument("--ledger")
+
+    bu = sub.add_parser("bundle", help="zip a run with its ledger entries and a verifier")
+    bu.add_argument("run", type=Path)
+    bu.add_argument("--out", type=Path, required=True)
+    bu.add_argument("--ledger")
 
     rep = sub.add_parser("report", help="write the run's self-contained report.html")
     rep.add_argument("run", type=Path)
+    rep.add_argument("--keyring", type=Path, help="keyring the sign-offs are checked against")
 
     b = sub.add_parser("backtest", help="backtest a policy or baseline on a price file")
     b.add_argument("--prices", type=Path, required=True)
@@ -74,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     rv.add_argument("--port", type=int, default=8501)
     rv.add_argument("--host", default="127.0.0.1")
     rv.add_argument("--reviewers", type=Path, help="file of allowed reviewer names")
+    rv.add_argument("--keyring", type=Path, help="TOML keyring the sign-offs are checked against")
 
     sw = sub.add_parser("sweep", help="run scenarios over seeds and settings")
     sw.add_argument("scenarios", type=Path, nargs="+")
@@ -140,21 +174,19 @@ def _finish(outcome: object) -> int:
     return 0 if outcome.status == "completed" else 1
 
 
-def _verify(run: Path) -> int:
-    from safe_trpo.record.audit import verify_run
-    from safe_trpo.record.signoff import signoff_states
-    from safe_trpo.record.verdict import integrity_word, run_verdict
+def _record_command(args: argparse.Namespace) -> int:
+    from safe_trpo.record import commands
 
-    verdict = verify_run(run)
-    print(verdict.summary)
-    for problem in verdict.file_problems[1:]:
-        print(f"  also: {problem}")
-    lines = verdict.chain.lines  # only verified lines feed the verdict
-    whole = run_verdict(lines, integrity_word(verdict.chain.status, verdict.file_problems),
-                        signoff_states(lines, run_verified=verdict.ok))
-    # The exit code is integrity's alone; the last line says what the record shows.
-    print(f"{'INTEGRITY OK' if verdict.ok else 'INTEGRITY NOT OK'}: {whole.headline()}")
-    return 0 if verdict.ok else 1
+    if args.command == "verify":
+        return commands.verify_command(args.run, args.ledger, args.expect_head, args.keyring)
+    if args.command == "ledger":
+        return commands.ledger_init_command(args.url, args.role)
+    if args.command == "reviewer":
+        return commands.reviewer_new_command(args.name, args.role, args.key_out, args.keyring)
+    if args.command == "signoff":
+        return commands.signoff_command(args.run, args.key, args.decision, args.comment,
+                                        args.head, args.ledger)
+    return commands.bundle_command(args.run, args.out, args.ledger)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -181,11 +213,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(format_table(compare_run(args.run, parse_controllers(args.controllers),
                                        args.episodes, args.seed)))
         return 0
-    if args.command == "verify":
-        return _verify(args.run)
+    if args.command in ("verify", "ledger", "reviewer", "signoff", "bundle"):
+        return _record_command(args)
     if args.command == "report":
         from safe_trpo.report.build import write_report
 
+        if args.keyring is not None:  # read by the sign-off section (record.keys)
+            os.environ["SAFE_TRPO_KEYRING"] = str(args.keyring.resolve())
         print(write_report(args.run))
         return 0
     if args.command == "backtest":
@@ -200,7 +234,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "review":
         from safe_trpo.review.launch import launch
 
-        return launch(args.reports, args.port, args.host, args.reviewers)
+        return launch(args.reports, args.port, args.host, args.reviewers, args.keyring)
     if args.command == "sweep":
         from safe_trpo.sweep.runner import run_sweep_command
 

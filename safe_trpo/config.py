@@ -119,6 +119,9 @@ class RunConfig:
     checkpoint_every: int = _f(10, "Checkpoint interval in updates (always at the end).", ge=1)
     torch_threads: int = _f(1, "torch intra-op threads; 1 keeps runs reproducible and lets "
                                "sweeps run side by side.", ge=1, le=64)
+    ledger: str = _f("", "Ledger anchoring every record line: '' = <out_dir>/ledger.sqlite, a "
+                         "path, or postgresql://user@host/db (password via PGPASSWORD/.pgpass, "
+                         "never here). See docs/audit.md.")
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
-"""Sign-off of a run: a reviewer's decision, bound to the chain head they reviewed.
+"""Sign-off of a run: a reviewer's signed decision, bound to the chain head they reviewed.
 
 A ``signoff`` line (DESIGN.md, "Audit record") carries ``reviewer, role, decision, comment,
-reviewed_seq, reviewed_head_hash``. It is appended to the run's own hash chain, so it is as
+reviewed_seq, reviewed_head_hash, run_id, time`` and an Ed25519 signature over them
+(``record.signature``). It is appended to the run's own hash chain, so it is as
 tamper-evident as the training record it judges, and it names the exact head it judged, so any
 later change to the run shows: a sign-off is *stale* when a line that adds evidence (anything
-but another sign-off or the binding of a regenerated report.html) was appended after the head it
-reviewed, when that head is no longer in the chain, or when the run no longer verifies.
+but another sign-off or the binding of a regenerated ``report.html`` as role ``report``) was
+appended after the head it reviewed, when that head is no longer in the chain, or when the run
+no longer verifies. An approval also needs a run that may be approved (``approval_blocker``).
 
 Everything here is plain Python with no Streamlit, so the rules are tested directly and the
 report module imports ``signoff_states`` from this one place.
@@ -14,6 +16,7 @@ report module imports ``signoff_states`` from this one place.
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,22 @@ import tomllib
 
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AUDIT_FILE, AuditLog, RunVerdict, file_sha256, verify_chain_bytes
+from safe_trpo.record.keys import KeyringEntry, ReviewerKey
+from safe_trpo.record.ledger import Ledger
+from safe_trpo.record.signature import (
+    ACCEPTABLE,
+    UNSIGNED,
+    UNVERIFIED,
+    VERIFIED,
+    sign_fields,
+    signature_status,
+)
 
 DECISIONS = ("approve", "reject", "needs_changes")
 DECISION_LABELS = {"approve": "approve", "reject": "reject", "needs_changes": "needs changes"}
 MAX_NAME_CHARS = 120  # reviewer name and role
 MAX_COMMENT_CHARS = 5000
+REPORT_FILE = "report.html"  # the one file whose re-binding adds no evidence
 
 
 class SignoffRefused(UserError):
@@ -49,10 +63,21 @@ class SignoffState:
     reviewed_head_hash: str | None
     time: str | None
     stale_reason: str
+    signature: str = UNSIGNED  # one of record.signature's states
+    signature_detail: str = ""
+    key_fingerprint: str | None = None
 
     @property
     def stale(self) -> bool:
         return bool(self.stale_reason)
+
+    @property
+    def verified(self) -> bool | None:
+        """True: signed by a key in the trusted keyring; False: unsigned, invalid or untrusted;
+        None: a valid signature whose identity was not checked (no keyring given)."""
+        if self.signature == UNVERIFIED:
+            return None
+        return self.signature == VERIFIED
 
 
 def _is_int(value: Any) -> bool:
@@ -63,21 +88,55 @@ def adds_evidence(line: dict[str, Any]) -> bool:
     """Whether a line changes what a reviewer judged (so earlier sign-offs go stale).
 
     Other sign-offs and the binding of a (re)generated report.html only describe the record;
-    counting them would make every sign-off stale as soon as a second reviewer signs.
+    counting them would make every sign-off stale as soon as a second reviewer signs. Only a
+    ``file`` line of role ``report`` whose path is ``report.html`` counts as such a binding:
+    anything else bound under that role (a swapped checkpoint) is new evidence.
     """
     kind = line.get("type")
-    return not (kind == "signoff" or (kind == "file" and line.get("role") == "report"))
+    return not (kind == "signoff" or (kind == "file" and line.get("role") == "report"
+                                      and line.get("path") == REPORT_FILE))
 
 
-def signoff_states(lines: list[dict[str, Any]], run_verified: bool = True) -> list[SignoffState]:
-    """Every sign-off in ``lines`` with its staleness, in chain order.
+def approval_blocker(lines: list[dict[str, Any]]) -> str:
+    """Why the run in ``lines`` cannot be approved, or "" if it can.
+
+    An approval needs a ``run_started`` line, at least one ``update``, and a last
+    ``run_finished`` whose status is ``completed`` (not failed or interrupted). Rejecting or
+    asking for changes stays possible.
+    """
+    if not any(line.get("type") == "run_started" for line in lines):
+        return "the record has no run_started line"
+    if not any(line.get("type") == "update" for line in lines):
+        return "the record has no update"
+    finished = [line for line in lines if line.get("type") == "run_finished"]
+    status = finished[-1].get("status") if finished else "not finished"
+    if status != "completed":
+        return f"the run's status is {status}"
+    return ""
+
+
+def run_id_of(lines: list[dict[str, Any]], run_dir: Path) -> str:
+    """The run id the record gives itself (``run_started``), else the folder's name."""
+    started = next((ln for ln in lines if ln.get("type") == "run_started"), {})
+    run_id = started.get("run_id")
+    return run_id if isinstance(run_id, str) and run_id else Path(run_dir).resolve().name
+
+
+def signoff_states(lines: list[dict[str, Any]], run_verified: bool = True,
+                   keyring: dict[str, KeyringEntry] | None = None) -> list[SignoffState]:
+    """Every sign-off in ``lines`` with its staleness and signature state, in chain order.
 
     lines: the verified lines of a run's chain (``verify_run(...).chain.lines``), seq order.
     run_verified: False when the run fails verification now (tampered chain, changed files);
         every sign-off is then stale, whatever it reviewed.
+    keyring: trusted keys by fingerprint (``keys.load_keyring``), or None: signatures are then
+        checked but identities reported as unverified.
     """
     by_seq = {line.get("seq"): line for line in lines if _is_int(line.get("seq"))}
     changes = sorted(seq for seq, line in by_seq.items() if adds_evidence(line))
+    blocker = approval_blocker(lines)
+    started = next((ln for ln in lines if ln.get("type") == "run_started"), {})
+    run_id = started.get("run_id") if isinstance(started.get("run_id"), str) else None
     out = []
     for line in lines:
         if line.get("type") != "signoff":
@@ -99,27 +158,45 @@ def signoff_states(lines: list[dict[str, Any]], run_verified: bool = True) -> li
                 changed = by_seq[changes[later]]
                 reason = (f"the run changed after review: {changed.get('type')} line "
                           f"at seq {changed.get('seq')}")
+        if not reason and line.get("decision") == "approve" and blocker:
+            reason = f"this run cannot be approved: {blocker}"
+        sig, sig_detail = signature_status(line, keyring, run_id)
+        fp = line.get("key_fingerprint")
         out.append(SignoffState(
             seq=seq, reviewer=str(line.get("reviewer", "")), role=str(line.get("role", "")),
             decision=str(line.get("decision", "")), comment=str(line.get("comment", "")),
             reviewed_seq=reviewed_seq if _is_int(reviewed_seq) else None,
             reviewed_head_hash=reviewed_hash if isinstance(reviewed_hash, str) else None,
-            time=line.get("time"), stale_reason=reason))
+            time=line.get("time"), stale_reason=reason, signature=sig,
+            signature_detail=sig_detail, key_fingerprint=fp if isinstance(fp, str) else None))
     return out
+
+
+def decision_changes(states: list[SignoffState]) -> list[str]:
+    """One line per reviewer who gave more than one decision, earliest first, so a later
+    decision is always shown with the earlier ones (e.g. "Ada: reject (seq 12), then approve
+    (seq 15)")."""
+    by_reviewer: dict[str, list[SignoffState]] = {}
+    for state in states:
+        by_reviewer.setdefault(state.reviewer.casefold(), []).append(state)
+    return [f"{group[0].reviewer}: " + ", then ".join(
+        f"{DECISION_LABELS.get(s.decision, s.decision)} (seq {s.seq})" for s in group)
+        for group in by_reviewer.values() if len({s.decision for s in group}) > 1]
 
 
 def overall_state(states: list[SignoffState]) -> str:
     """One word for a run's sign-off standing, for the list of runs.
 
-    Only current sign-offs count, and each reviewer's latest one. Conservative: any current
-    rejection wins, then any request for changes, then approval. ``stale`` when every sign-off
-    is stale, ``none`` when there are none.
+    Only current sign-offs with an acceptable signature count (see ``record.signature``), and
+    each reviewer's latest one (``decision_changes`` shows the earlier ones beside it).
+    Conservative: any current rejection wins, then any request for changes, then approval.
+    ``stale`` when no sign-off counts, ``none`` when there are none.
     """
     if not states:
         return "none"
     latest: dict[str, str] = {}
     for state in states:
-        if not state.stale:
+        if not state.stale and state.signature in ACCEPTABLE:
             latest[state.reviewer.casefold()] = state.decision
     decisions = set(latest.values())
     if not decisions:
@@ -236,19 +313,31 @@ def run_has_ended(lines: list[dict[str, Any]]) -> bool:
     return bool(lifecycle) and lifecycle[-1] == "run_finished"
 
 
-def append_signoff(run_dir: Path, *, reviewer: str, role: str, decision: str, comment: str,
+def append_signoff(run_dir: Path, *, key: ReviewerKey, decision: str, comment: str,
                    displayed_seq: int, displayed_hash: str,
-                   allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Verify the run now and append a ``signoff`` line; returns the written line.
+                   allowed: tuple[str, ...] | None = None,
+                   keyring: dict[str, KeyringEntry] | None = None,
+                   ledger: Ledger | str | None = None) -> dict[str, Any]:
+    """Verify the run now, sign, and append a ``signoff`` line; returns the written line.
 
-    displayed_seq, displayed_hash: the chain head the reviewer's page showed. If the run has
-        moved on since, the reviewer has not seen what they would sign, so it is refused.
+    key: the reviewer's decrypted key (``keys.load_reviewer_key``); it gives the printed name
+        and role, and is used only to sign, never stored.
+    displayed_seq, displayed_hash: the chain head the reviewer saw. If the run has moved on
+        since (another writer, or this same sign-off already written by a double click), the
+        reviewer has not seen what they would sign: refused, checked under the log's lock.
     allowed: configured reviewer names, or None for any name.
-    Raises ``SignoffRefused`` (nothing written) when a field is invalid, the name is not
-    allowed, the chain is not intact, an approval meets a run that fails verification, the run
-    has not ended (its trainer may still be appending), or the head moved.
+    keyring: if given, the key must be in it under the same name and role.
+    ledger: the run's ledger (default: its own, see ``AuditLog``).
+    Raises ``SignoffRefused`` (nothing written) when a field is invalid, the signer is not
+    allowed, the chain is not intact, an approval meets a run that fails verification or may
+    not be approved (``approval_blocker``), the run has not ended, or the head moved.
     """
-    fields = validate_signoff(reviewer, role, decision, comment, allowed)
+    fields = validate_signoff(key.name, key.role, decision, comment, allowed)
+    if keyring is not None:
+        entry = keyring.get(key.fingerprint)
+        if entry is None or (entry.name, entry.role) != (key.name, key.role):
+            raise SignoffRefused(f"sign-off: key {key.fingerprint[:16]} of {key.name!r} is not "
+                                 f"in the configured keyring under that name and role")
     run_dir = Path(run_dir)
     name = run_dir.name
     verdict = verify_contained(run_dir)
@@ -262,14 +351,22 @@ def append_signoff(run_dir: Path, *, reviewer: str, role: str, decision: str, co
     if not run_has_ended(chain.lines):
         raise SignoffRefused(f"{name}: the run has not finished (no run_finished after its "
                              f"last start or resume); sign it off once it has ended")
+    if fields["decision"] == "approve" and (blocker := approval_blocker(chain.lines)):
+        raise SignoffRefused(f"{name}: cannot approve: {blocker} (reject or ask for changes)")
     head_seq = chain.n_lines - 1
     if (head_seq, chain.head_hash) != (displayed_seq, displayed_hash):
         raise SignoffRefused(f"{name}: the run changed while you reviewed it (the page "
                              f"showed up to seq {displayed_seq}, it now ends at seq "
                              f"{head_seq}); reload the page and review it again")
-    # AuditLog.append takes the log's lock and links to the true head. If another writer got
-    # in after the check above, the line still names the head the reviewer saw, so
-    # ``signoff_states`` shows it as stale at once: never a sign-off of unseen content.
-    with AuditLog(run_dir) as log:
-        return log.append("signoff", **fields, reviewed_seq=head_seq,
-                          reviewed_head_hash=chain.head_hash)
+    signed = sign_fields(key, {
+        "run_id": run_id_of(chain.lines, run_dir), "reviewed_seq": head_seq,
+        "reviewed_head_hash": chain.head_hash, "decision": fields["decision"],
+        "comment": fields["comment"],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    try:
+        with AuditLog(run_dir, ledger) as log:
+            return log.append("signoff", expect_head=(head_seq, chain.head_hash), **signed)
+    except SignoffRefused:
+        raise
+    except UserError as exc:
+        raise SignoffRefused(f"{name}: {exc}") from None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safe_trpo.record.anchor import run_ledger_problem
 from safe_trpo.record.audit import RunVerdict
 from safe_trpo.report.html import text
 from safe_trpo.report.plots import UpdateTable, num
@@ -69,6 +70,8 @@ def binding(f: RunFacts) -> str | None:
     if last is None or last.get("type") != "run_finished":
         # The trainer may still hold the log open: a second writer would fork the chain.
         return "the run has no run_finished line (it may still be writing its log)"
+    if problem := run_ledger_problem(f.run_dir, f.lines, f.verdict.chain.status):
+        return f"its ledger disagrees: {problem}"  # appending would be refused
     return None
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 import numpy as np
 
 from safe_trpo.record.audit import file_sha256
-from safe_trpo.record.signoff import overall_state, signoff_states
+from safe_trpo.record.keys import KEYRING_ENV, configured_keyring
+from safe_trpo.record.signoff import decision_changes, overall_state, signoff_states
 from safe_trpo.report.facts import RunFacts
 from safe_trpo.report.html import Html, badge, capped, esc, kv_table, mono, table, text
 from safe_trpo.report.plots import (
@@ -262,21 +264,30 @@ def _results_section(f: RunFacts, kind: str, title: str) -> str:
 
 def _signoff_section(f: RunFacts) -> str:
     decision = {"approve": "ok", "reject": "bad", "needs_changes": "warn"}
-    states = signoff_states(f.lines, run_verified=f.verdict.ok)
+    keyring = configured_keyring()
+    states = signoff_states(f.lines, run_verified=f.verdict.ok, keyring=keyring)
+    sig_class = {"verified": "ok", "unverified identity": "warn"}
     rows = []
     for s in states:
         state = (Html(f"<td>{badge('stale', 'warn')} {esc(s.stale_reason)}</td>") if s.stale
                  else Html(f"<td>{badge('current', 'ok')}</td>"))
         rows.append([s.seq, s.reviewer, s.role,
                      Html(f"<td>{badge(s.decision, decision.get(s.decision, 'muted'))}</td>"),
-                     s.comment, s.time, s.reviewed_seq, mono(s.reviewed_head_hash), state])
+                     s.comment, s.time, s.reviewed_seq, mono(s.reviewed_head_hash), state,
+                     Html(f"<td>{badge(s.signature, sig_class.get(s.signature, 'bad'))} "
+                          f"{esc(s.signature_detail)}</td>")])
+    against = (f"checked against the keyring {esc(os.environ[KEYRING_ENV])}" if keyring
+               is not None else "no keyring configured (report --keyring K), so identities "
+               "are unverified")
     standing = (f"<p>Standing: <strong>{esc(overall_state(states))}</strong> (each reviewer's "
-                "latest current sign-off counts; a sign-off goes stale when evidence is added "
-                "after the head it reviewed, or when the run no longer verifies).</p>"
-                if states else "")
-    return ('<section id="signoffs"><h2>Sign-offs</h2>' + standing
+                "latest current sign-off with a valid signature counts; a sign-off goes stale "
+                "when evidence is added after the head it reviewed, or when the run no longer "
+                f"verifies). Signatures: {against}.</p>" if states else "")
+    changes = "".join(f"<p>Decision changed: {esc(c)}</p>" for c in decision_changes(states))
+    return ('<section id="signoffs"><h2>Sign-offs</h2>' + standing + changes
             + capped(["Seq", "Reviewer", "Role", "Decision", "Comment", "Time", "Reviewed seq",
-                      "Reviewed head hash", "State"], rows, "sign-offs") + "</section>")
+                      "Reviewed head hash", "State", "Signature"], rows, "sign-offs")
+            + "</section>")
 
 
 def _files_section(f: RunFacts) -> str:

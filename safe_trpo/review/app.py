@@ -43,7 +43,10 @@ def settings() -> tuple[Path, tuple[str, ...] | None]:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--reports")
     parser.add_argument("--reviewers")
+    parser.add_argument("--keyring")
     args, _ = parser.parse_known_args(sys.argv[1:])
+    if args.keyring:  # the sign-off section reads it (record.keys.configured_keyring)
+        os.environ["SAFE_TRPO_KEYRING"] = args.keyring
     reports = args.reports or os.environ.get("SAFE_TRPO_REPORTS") or "reports"
     reviewers = args.reviewers or os.environ.get("SAFE_TRPO_REVIEWERS")
     allowed = signoff.load_reviewers(Path(reviewers)) if reviewers else None

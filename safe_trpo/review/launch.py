@@ -8,21 +8,25 @@ import sys
 from pathlib import Path
 
 from safe_trpo.errors import UserError
-from safe_trpo.record import signoff
+from safe_trpo.record import keys, signoff
 from safe_trpo.review import runs
 
 APP = Path(__file__).resolve().with_name("app.py")
 
 
 def build_command(reports_dir: Path, port: int, host: str = "127.0.0.1",
-                  reviewers_file: Path | None = None) -> list[str]:
+                  reviewers_file: Path | None = None,
+                  keyring_file: Path | None = None) -> list[str]:
     """The ``streamlit run`` command line for the app, after checking its inputs.
 
     reports_dir: folder of run folders (must exist). port: TCP port, 1-65535 (Streamlit's
     usual is 8501). host: address to listen on; the default keeps the app on this machine, and
-    anything else exposes sign-off to the network (names are typed, not authenticated).
+    anything else exposes the app to the network (sign-off needs a reviewer's key file and
+    passphrase).
     reviewers_file: optional allow-list of reviewer names (see ``signoff.load_reviewers``);
     it is read here too, so a bad list fails now with a clear message rather than in the page.
+    keyring_file: optional keyring (``record.keys``) sign-offs are checked against, and whose
+    keys alone may sign in the app; read here too, for the same reason.
     """
     root = runs.reports_root(reports_dir)
     if not isinstance(port, int) or not 0 < port < 65536:
@@ -38,13 +42,16 @@ def build_command(reports_dir: Path, port: int, host: str = "127.0.0.1",
     if reviewers_file is not None:
         signoff.load_reviewers(Path(reviewers_file))
         cmd += ["--reviewers", str(Path(reviewers_file).resolve())]
+    if keyring_file is not None:
+        keys.load_keyring(Path(keyring_file))
+        cmd += ["--keyring", str(Path(keyring_file).resolve())]
     return cmd
 
 
 def launch(reports_dir: Path, port: int, host: str = "127.0.0.1",
-           reviewers_file: Path | None = None) -> int:
+           reviewers_file: Path | None = None, keyring_file: Path | None = None) -> int:
     """Run the app in the foreground until it stops (Ctrl-C); returns its exit code."""
-    cmd = build_command(reports_dir, port, host, reviewers_file)
+    cmd = build_command(reports_dir, port, host, reviewers_file, keyring_file)
     print(f"safe-trpo review: serving {cmd[cmd.index('--reports') + 1]} at "
           f"http://{host}:{port}  (Ctrl-C to stop)", flush=True)
     proc = subprocess.Popen(cmd)

@@ -1,5 +1,6 @@
 """The review app's Review page: one run's integrity, charts and tables by tab, its report.html,
-and the sign-off form (which appends through ``signoff.append_signoff``)."""
+and the sign-off section (``signoff_form``: signs with the reviewer's key through
+``signoff.append_signoff``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from safe_trpo.errors import UserError
 from safe_trpo.record import signoff
+from safe_trpo.record.anchor import run_ledger_problem
 from safe_trpo.review import runs
 from safe_trpo.review.charts import CELL_STYLES, flagged_chart
 from safe_trpo.review.comparison_view import comparison_tab
 from safe_trpo.review.cost_charts import constraints_tab
 from safe_trpo.review.frames import md
+from safe_trpo.review.signoff_form import signoff_section
 from safe_trpo.review.verdict_view import verdict_panel
 
 
@@ -46,6 +48,9 @@ def review_page(root: Path, run_ids: list[str], allowed: tuple[str, ...] | None)
         st.error(f"Integrity: {md(verdict.summary if verdict else detail.integrity.upper())}")
     if detail.problem:
         st.warning(f"{md(run_id)}: {md(detail.problem)}")
+    if verdict is not None and verdict.chain.status in ("intact", "interrupted") and (
+            ledger := run_ledger_problem(detail.run_dir, detail.lines, verdict.chain.status)):
+        st.error(f"Ledger: {md(ledger)}")  # truncation or a re-chain the folder cannot show
     if verdict is None:
         return
     verdict_panel(summary.verdict)
@@ -216,67 +221,3 @@ def provenance_tab(detail: runs.RunDetail) -> None:
         st.json(runs.scenario_of(detail.lines))
     with st.expander("Versions"):
         st.json(started.get("versions") if isinstance(started.get("versions"), dict) else {})
-
-
-# --- sign-off --------------------------------------------------------------------------------
-
-def submit_signoff(root: Path, run_id: str, seq: int, head: str,
-                   allowed: tuple[str, ...] | None) -> None:
-    """Form callback. ``seq`` and ``head`` are bound when the page was drawn: what was shown."""
-    state = st.session_state
-    try:
-        written = signoff.append_signoff(
-            runs.resolve_run(root, run_id), reviewer=state.get("so_name", ""),
-            role=state.get("so_role", ""), decision=state.get("so_decision", ""),
-            comment=state.get("so_comment", ""), displayed_seq=seq, displayed_hash=head,
-            allowed=allowed)
-    except UserError as exc:
-        state.signoff_result = ("error", run_id, f"Sign-off refused, nothing written: {exc}")
-    else:
-        state.signoff_result = ("ok", run_id, f"Sign-off recorded: {written['decision']} by "
-                                f"{written['reviewer']} ({written['role']}), "
-                                f"line seq {written['seq']}.")
-        if written["seq"] != seq + 1:
-            state.signoff_result = ("error", run_id, f"Sign-off recorded at seq "
-                                    f"{written['seq']}, but the run changed at the same moment, "
-                                    f"so it is stale: review the run again.")
-
-
-def signoff_section(root: Path, detail: runs.RunDetail, allowed: tuple[str, ...] | None) -> None:
-    st.header("Sign-off")
-    verdict = detail.verdict
-    states = signoff.signoff_states(detail.lines, run_verified=verdict.ok)
-    if states:
-        st.dataframe(pd.DataFrame([{
-            "seq": s.seq, "reviewer": s.reviewer, "role": s.role,
-            "decision": signoff.DECISION_LABELS.get(s.decision, s.decision),
-            "comment": s.comment, "time": s.time, "reviewed up to seq": s.reviewed_seq,
-            "state": f"STALE: {s.stale_reason}" if s.stale else "current"} for s in states]),
-            hide_index=True, key="signoffs")
-        if any(s.stale for s in states):
-            st.warning("Some sign-offs are stale: the run changed after they were given.")
-    else:
-        st.caption("No sign-offs yet.")
-    result = st.session_state.pop("signoff_result", None)
-    if result and result[1] == detail.run_id:
-        (st.success if result[0] == "ok" else st.error)(md(result[2]))
-    if verdict.chain.status != "intact":
-        st.error(f"The audit chain is {md(verdict.chain.status)}: no sign-off can be added to it.")
-    elif not verdict.ok:
-        st.error("This run fails verification: it cannot be approved.")
-    if not signoff.run_has_ended(detail.lines):
-        st.info("This run has not finished; it can be signed off once it has ended.")
-    head_seq, head = verdict.chain.n_lines - 1, verdict.chain.head_hash
-    with st.form("signoff_form"):
-        st.caption(f"You sign off the record up to line seq {head_seq} "
-                   f"(head hash {md(head[:16])}...). Any later change makes this sign-off stale.")
-        st.text_input("Reviewer name", key="so_name", help="Only names on the configured list"
-                      if allowed else None)
-        st.text_input("Role", key="so_role",
-                      placeholder="e.g. model-risk reviewer, plant safety officer")
-        st.radio("Decision", signoff.DECISIONS, key="so_decision", horizontal=True,
-                 format_func=signoff.DECISION_LABELS.get)
-        st.text_area("Comment", key="so_comment",
-                     help="Required to reject or to ask for changes")
-        st.form_submit_button("Sign off", type="primary", on_click=submit_signoff,
-                              args=(root, detail.run_id, head_seq, head, allowed))

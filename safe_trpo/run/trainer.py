@@ -29,6 +29,7 @@ from safe_trpo.config import Scenario, data_file_hashes, scenario_to_dict
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AuditLog, file_sha256, read_lines
 from safe_trpo.record.evidence import constraint_totals, current_update_rows
+from safe_trpo.record.ledger import ledger_for_new_run
 from safe_trpo.record.run_record import read_run_record
 from safe_trpo.run.checkpoint import load_state, new_state, save_checkpoint
 from safe_trpo.run.env_catalog import check_constraint_names
@@ -104,13 +105,15 @@ def start_run(scenario: Scenario, progress: bool = True) -> RunOutcome:
     torch.set_num_threads(scenario.run.torch_threads)
     envs = make_vector_env(scenario.env)
     state = new_state(scenario, envs.single_observation_space, envs.single_action_space)
+    # No ledger, no run: it is reached (or created) before the run folder exists.
+    ledger = ledger_for_new_run(scenario.run.ledger, Path(scenario.run.out_dir))
     run_dir = _make_run_dir(scenario)
     source = Path(scenario.source)
     fields: dict[str, Any] = {"scenario_file": None, "scenario_sha256": None}
     if source.is_file():
         (run_dir / "scenario.toml").write_bytes(source.read_bytes())
         fields = {"scenario_file": str(source), "scenario_sha256": file_sha256(source)}
-    audit = AuditLog(run_dir)
+    audit = AuditLog(run_dir, ledger)
     audit.append("run_started", run_id=run_dir.name, scenario=scenario_to_dict(scenario),
                  seed=scenario.run.seed, versions=versions(), git_commit=git_commit(),
                  data_files=data_file_hashes(scenario), planned_updates=scenario.planned_updates,

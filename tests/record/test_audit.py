@@ -79,18 +79,19 @@ def test_deleted_and_reordered_lines_are_caught(tmp_path: Path) -> None:
 def test_cut_off_last_line_is_an_interruption_and_append_continues(tmp_path: Path) -> None:
     path = make_log(tmp_path)
     data = path.read_bytes()
-    path.write_bytes(data[:-25])  # crash in the middle of writing the last line
+    # A crash in the middle of writing line seq 6: its ledger entry never committed.
+    partial = b'{"episodes":3,"prev_hash":"' + data[-80:-40]
+    path.write_bytes(data + partial)
     verdict = verify_run(tmp_path)
-    assert verdict.chain.status == "interrupted" and verdict.chain.n_lines == 5
-    assert "seq 5" in verdict.summary and "cut off" in verdict.summary
+    assert verdict.chain.status == "interrupted" and verdict.chain.n_lines == 6
+    assert "seq 6" in verdict.summary and "cut off" in verdict.summary
     with AuditLog(tmp_path) as log:
-        assert log.cut_tail is not None and log.cut_tail["bytes"] > 0
+        assert log.cut_tail is not None and log.cut_tail["bytes"] == len(partial)
         log.append("resumed", cut_tail=log.cut_tail)
     assert verify_run(tmp_path).ok
-    # The cut bytes are kept aside, never deleted: prefix + kept == what was on disk.
-    kept = (tmp_path / "audit.jsonl.cut-5").read_bytes()
-    prefix_len = len(data) - 25 - len(kept)
-    assert len(kept) > 0 and data[:prefix_len] + kept == data[:-25]
+    # The cut bytes are kept aside, never deleted.
+    assert (tmp_path / "audit.jsonl.cut-6").read_bytes() == partial
+    assert path.read_bytes().startswith(data)
 
 
 def test_append_refuses_a_tampered_chain(tmp_path: Path) -> None:

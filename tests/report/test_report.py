@@ -16,6 +16,7 @@ import pytest
 
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AUDIT_FILE, AuditLog, read_lines, verify_run
+from safe_trpo.record.signature import sign_fields
 from safe_trpo.report.build import (
     REPORT_FILE,
     UNBOUND_FILE,
@@ -26,6 +27,7 @@ from safe_trpo.report.build import (
 )
 from safe_trpo.report.plots import current_updates, envelope, thin_marks
 from safe_trpo.sweep.summary import run_result
+from tests.record.keyfix import make_key
 
 LIMITS = {"temperature": 5.0, "pressure": 2.0}
 EVIL = '<script>alert("x")</script> & <b>bold</b>'
@@ -103,8 +105,11 @@ def make_run(run_dir: Path, n_updates: int = 30, violate: tuple[int, ...] = (5, 
                    baselines={"equal_weight": {"sharpe": 0.75, "max_drawdown": 0.12},
                               "buy_and_hold": {"sharpe": 0.5, "max_drawdown": 0.2}})
         head = log.head_hash
-        log.append("signoff", reviewer="Dana Risk", role="model-risk", decision="approve",
-                   comment=EVIL, reviewed_seq=log.next_seq - 1, reviewed_head_hash=head)
+        run_id = read_lines(run_dir)[0].get("run_id")
+        log.append("signoff", **sign_fields(make_key("Dana Risk", "model-risk"), {
+            "run_id": run_id, "decision": "approve", "comment": EVIL,
+            "reviewed_seq": log.next_seq - 1, "reviewed_head_hash": head,
+            "time": "2026-01-01T00:00:00Z"}))
     log.close()
     return run_dir
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from safe_trpo.record import audit, signoff
+from safe_trpo.record import audit, keys, signoff
 from safe_trpo.record.audit import AuditLog
 from safe_trpo.review import runs
 from tests.review.fixtures import append, head, make_malformed, make_run, open_app, texts
+from tests.review.signing import PASS, fill_signoff, key_file
 
 APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
@@ -39,16 +40,6 @@ def append_file(run_dir: Path, path: Path, role: str) -> None:
 def table_with(at: AppTest, column: str):
     """The first table shown that has ``column`` (st.dataframe keys are not exposed to AppTest)."""
     return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
-def fill_signoff(at: AppTest, name: str, role: str, decision: str, comment: str) -> AppTest:
-    at.text_input(key="so_name").input(name)
-    at.text_input(key="so_role").input(role)
-    at.radio(key="so_decision").set_value(decision)
-    at.text_area(key="so_comment").input(comment)
-    next(b for b in at.button if b.label == "Sign off").click().run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def test_runs_page_lists_runs_and_searches(reports):
@@ -170,10 +161,10 @@ def test_approval_of_a_tampered_run_is_refused(reports):
     next((run_dir / "checkpoints").iterdir()).write_bytes(b"swapped")
     before = (run_dir / "audit.jsonl").read_bytes()
     at = open_app(page="Review", run="r1")
-    assert "cannot be approved" in texts(at.error)
-    at = fill_signoff(at, "Ada", "reviewer", "approve", "")
-    assert "Sign-off refused, nothing written" in texts(at.error)
-    assert "cannot approve a run that fails verification" in texts(at.error)
+    # The form is replaced by the reason (not "has not finished"): nothing to click.
+    assert "fails verification: FILES DO NOT MATCH" in texts(at.error)
+    assert not [b for b in at.button if b.label == "Sign off"]
+    assert "has not finished" not in texts(at.info)
     assert (run_dir / "audit.jsonl").read_bytes() == before
 
 
@@ -208,7 +199,7 @@ def test_reviewer_allow_list(reports, monkeypatch, tmp_path):
     at = fill_signoff(open_app(page="Review", run="r1"), "Mallory", "reviewer", "approve", "")
     assert "not on the configured list" in texts(at.error)
     assert (run_dir / "audit.jsonl").read_bytes() == before
-    at = fill_signoff(at, "ada lovelace", "reviewer", "reject", "limit too loose")
+    at = fill_signoff(at, "Ada Lovelace", "reviewer", "reject", "limit too loose")
     assert audit.read_lines(run_dir)[-1]["reviewer"] == "Ada Lovelace"
 
 
@@ -274,3 +265,101 @@ def test_the_chosen_run_survives_a_visit_to_another_page(reports):
     at.sidebar.radio(key="page").set_value("Review").run()
     assert at.selectbox(key="run").value == "b"
     assert at.query_params == {"page": "Review", "run": "b"}
+
+
+# --- signed sign-offs and a form that prevents accidents (issues 13, 18, 14) -------------------
+
+def test_form_has_nothing_preselected_and_marks_required_fields(reports):
+    make_run(reports, "r1")
+    at = open_app(page="Review", run="r1")
+    assert at.radio(key="so_decision_0").value is None
+    labels = [w.label for w in [*at.text_input, *at.radio]] + [
+        u.label for u in at.get("file_uploader")]
+    assert "Passphrase *" in labels and "Decision *" in labels
+    assert "Your reviewer key file *" in labels
+    at = fill_signoff(at, "Ada", "reviewer", None, "ok")  # no decision chosen
+    assert "decision required" in texts(at.error)
+
+
+def test_the_form_clears_after_a_successful_signoff(reports):
+    make_run(reports, "r1")
+    at = fill_signoff(open_app(page="Review", run="r1"), "Ada", "reviewer", "approve", "ok")
+    assert "Sign-off recorded" in texts(at.success)
+    assert at.session_state["so_form_n"] == 1
+    assert at.text_input(key="so_pass_1").value == ""  # a fresh, empty form
+    assert at.radio(key="so_decision_1").value is None
+    assert not [k for k in ("so_pass_0", "so_key_0") if k in at.session_state]
+
+
+def test_a_double_click_writes_one_signoff(reports, monkeypatch):
+    # Both clicks of a double click run the callback with the args of the same drawn form.
+    from types import SimpleNamespace
+
+    from safe_trpo.review import signoff_form
+
+    class State(dict):
+        __getattr__ = dict.get
+        __setattr__ = dict.__setitem__
+
+    run_dir = make_run(reports, "r1")
+    seq, hash_ = head(run_dir)
+    data = key_file("Ada", "reviewer")
+    state = State(so_key_0=SimpleNamespace(name="me.key", getvalue=lambda: data),
+                  so_pass_0=PASS, so_decision_0="approve", so_comment_0="ok")
+    monkeypatch.setattr(signoff_form, "st", SimpleNamespace(session_state=state))
+    for _ in range(2):
+        signoff_form.submit_signoff(reports, "r1", seq, hash_, None, 0)
+    assert sum(ln["type"] == "signoff" for ln in audit.read_lines(run_dir)) == 1
+    assert state["signoff_result"][0] == "ok" and state["so_form_n"] == 1
+
+
+def test_wrong_passphrase_writes_nothing(reports):
+    run_dir = make_run(reports, "r1")
+    before = (run_dir / "audit.jsonl").read_bytes()
+    at = fill_signoff(open_app(page="Review", run="r1"), "Ada", "reviewer", "approve", "ok",
+                      passphrase="not it")
+    assert "wrong passphrase" in texts(at.error)
+    assert (run_dir / "audit.jsonl").read_bytes() == before
+
+
+def test_signatures_shown_against_the_configured_keyring(reports, monkeypatch, tmp_path):
+    run_dir = make_run(reports, "r1")
+    folder = tmp_path / "k"
+    folder.mkdir()
+    keys.new_reviewer("Ada", "reviewer", PASS, folder / "ada.key", folder / "team.toml",
+                      scrypt_n=2**10)
+    keys.new_reviewer("Eve", "reviewer", PASS, folder / "eve.key", folder / "other.toml",
+                      scrypt_n=2**10)
+    monkeypatch.setenv("SAFE_TRPO_KEYRING", str(folder / "team.toml"))
+    at = fill_signoff(open_app(page="Review", run="r1"), "Eve", "reviewer", "approve", "ok",
+                      key=(folder / "eve.key").read_bytes())
+    assert "is not in the configured keyring" in texts(at.error)
+    at = fill_signoff(at, "Ada", "reviewer", "approve", "ok", key=(folder / "ada.key").read_bytes())
+    assert "Sign-off recorded" in texts(at.success)
+    assert list(table_with(at, "signature")["signature"])[0].startswith("verified")
+    monkeypatch.delenv("SAFE_TRPO_KEYRING")
+    at = open_app(page="Review", run="r1")
+    assert list(table_with(at, "signature")["signature"])[0].startswith("unverified identity")
+    assert audit.read_lines(run_dir)[-1]["key_fingerprint"]
+
+
+def test_a_failed_run_cannot_be_approved_but_can_be_rejected(reports):
+    run_dir = make_run(reports, "r1", finished=False)
+    append(run_dir, "run_finished", status="failed", updates=3, env_steps=3, reason="NaN")
+    at = open_app(page="Review", run="r1")
+    assert "cannot be approved (the run's status is failed)" in texts(at.info)
+    at = fill_signoff(at, "Ada", "reviewer", "approve", "ok")
+    assert "cannot approve: the run's status is failed" in texts(at.error)
+    at = fill_signoff(at, "Ada", "reviewer", "reject", "it failed")
+    assert audit.read_lines(run_dir)[-1]["decision"] == "reject"
+
+
+def test_a_truncated_run_shows_the_ledger_failure_and_no_form(reports):
+    run_dir = make_run(reports, "r1")
+    lines = (run_dir / "audit.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "audit.jsonl").write_text("".join(lines[:-2]))  # the chain alone still verifies
+    at = open_app(page="Review", run="r1")
+    errors = texts(at.error)
+    assert f"Ledger: TRUNCATED: the ledger anchors seq 0-{len(lines) - 1}" in errors
+    assert "fails verification against its ledger" in errors
+    assert not [b for b in at.button if b.label == "Sign off"]

@@ -23,6 +23,7 @@ from safe_trpo.record.audit import AuditLog
 from safe_trpo.review import launch
 from tests.review.cdp import chromium, find_chromium, stop_process, wait_until
 from tests.review.fixtures import head, make_run
+from tests.review.signing import PASS, key_file
 
 pytestmark = pytest.mark.browser
 
@@ -95,16 +96,22 @@ def test_a_run_appears_and_can_be_signed_off_in_a_real_browser(binary, server, t
         page.screenshot(shots / "review-runs.png")
 
         page.call("Page.navigate", url=f"{url}/?page=Review&run=cstr-cpo-seed0")
-        page.wait_for_text("Reviewer name")
+        page.wait_for_text("Your reviewer key file")
         page.wait_idle()
         assert "INTACT" in page.text() and "cstr-cpo-seed0" in page.text()
         page.click_text("button", "Download report.html")
         # 8 s usually; a loaded CI machine has taken over 30 s.
         got = wait_until(lambda: list(downloads.glob("*.html")), 90, "report.html to download")
         assert got[0].read_bytes() == (run_dir / "report.html").read_bytes()
-        page.type_into('input[aria-label="Reviewer name"]', "Ada Lovelace")
-        page.type_into('input[aria-label="Role"]', "model-risk reviewer")
-        page.type_into('textarea[aria-label="Comment"]', "Limits respected after update 2.")
+        key = tmp_path / "ada.key"
+        key.write_bytes(key_file("Ada Lovelace", "model-risk reviewer"))
+        root = page.call("DOM.getDocument", depth=-1, pierce=True)["root"]["nodeId"]
+        node = page.call("DOM.querySelector", nodeId=root, selector='input[type="file"]')
+        page.call("DOM.setFileInputFiles", files=[str(key)], nodeId=node["nodeId"])
+        page.wait_for_text("ada.key")
+        page.type_into('input[type="password"]', PASS)
+        page.click_text("label", "approve")
+        page.type_into('textarea', "Limits respected after update 2.")
         page.screenshot(shots / "review-run.png")
         page.click_text("button", "Sign off")
         page.wait_for_text("Sign-off recorded")
@@ -113,7 +120,7 @@ def test_a_run_appears_and_can_be_signed_off_in_a_real_browser(binary, server, t
     assert (last["type"], last["reviewer"], last["role"], last["decision"]) == (
         "signoff", "Ada Lovelace", "model-risk reviewer", "approve")
     assert (last["reviewed_seq"], last["reviewed_head_hash"]) == (seq, hash_)
-    assert audit.verify_run(run_dir).ok
+    assert audit.verify_run(run_dir).ok and last["signature"]
 
 
 def test_launch_serves_the_app_and_takes_it_down_with_it(tmp_path):

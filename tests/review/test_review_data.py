@@ -14,6 +14,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.record import audit, signoff
 from safe_trpo.record.audit import AuditLog, verify_run
 from safe_trpo.review import launch, runs
+from tests.record.keyfix import make_key
 from tests.review.fixtures import (
     BACKTEST_BASELINES,
     DEFAULT_COSTS,
@@ -29,7 +30,7 @@ from tests.review.fixtures import (
 def _sign(run_dir: Path, decision: str = "approve", reviewer: str = "Ada", comment: str = "ok",
           allowed: tuple[str, ...] | None = None) -> dict:
     seq, hash_ = head(run_dir)
-    return signoff.append_signoff(run_dir, reviewer=reviewer, role="model-risk reviewer",
+    return signoff.append_signoff(run_dir, key=make_key(reviewer, "model-risk reviewer"),
                                   decision=decision, comment=comment, displayed_seq=seq,
                                   displayed_hash=hash_, allowed=allowed)
 
@@ -278,7 +279,7 @@ def test_no_signoff_on_a_broken_chain(tmp_path, damage):
     before = (run_dir / "audit.jsonl").read_bytes()
     for decision in signoff.DECISIONS:
         with pytest.raises(signoff.SignoffRefused, match="audit chain is"):
-            signoff.append_signoff(run_dir, reviewer="Ada", role="r", decision=decision,
+            signoff.append_signoff(run_dir, key=make_key("Ada", "r"), decision=decision,
                                    comment="c", displayed_seq=seq, displayed_hash=hash_)
     assert (run_dir / "audit.jsonl").read_bytes() == before  # a cut tail is left where it is
     assert not list(run_dir.glob("audit.jsonl.cut-*"))
@@ -289,7 +290,7 @@ def test_signoff_refused_when_the_head_moved_or_the_run_is_running(tmp_path):
     seq, hash_ = head(run_dir)
     append(run_dir, "evaluation", episodes=1, return_mean=1.0, constraints=[])
     with pytest.raises(signoff.SignoffRefused, match="changed while you reviewed"):
-        signoff.append_signoff(run_dir, reviewer="Ada", role="r", decision="approve",
+        signoff.append_signoff(run_dir, key=make_key("Ada", "r"), decision="approve",
                                comment="", displayed_seq=seq, displayed_hash=hash_)
     running = make_run(tmp_path, "running", finished=False)
     with pytest.raises(signoff.SignoffRefused, match="has not finished"):
@@ -299,21 +300,23 @@ def test_signoff_refused_when_the_head_moved_or_the_run_is_running(tmp_path):
         _sign(run_dir)
 
 
-def test_a_change_racing_the_signoff_leaves_it_stale_not_current(tmp_path, monkeypatch):
-    # Another writer appends after the head check but before the sign-off's own append.
+def test_a_change_racing_the_signoff_refuses_it_under_the_lock(tmp_path, monkeypatch):
+    # Another writer appends after the head check but before the sign-off's own append: the
+    # head is checked again under the log's lock, so nothing unseen is ever signed.
     run_dir = make_run(tmp_path, "r")
     real = signoff.AuditLog
 
-    def racing(path):
+    def racing(path, ledger=None):
         append(run_dir, "evaluation", episodes=1, return_mean=1.0, constraints=[])
-        return real(path)
+        return real(path, ledger)
 
     monkeypatch.setattr(signoff, "AuditLog", racing)
     seq, _ = head(run_dir)
-    line = _sign(run_dir)
-    assert line["seq"] == seq + 2 and line["reviewed_seq"] == seq
+    with pytest.raises(signoff.SignoffRefused, match=f"now ends at seq {seq + 1}"):
+        _sign(run_dir)
+    lines = audit.read_lines(run_dir)
+    assert len(lines) == seq + 2 and lines[-1]["type"] == "evaluation"
     assert verify_run(run_dir).ok
-    assert signoff.signoff_states(audit.read_lines(run_dir))[0].stale
 
 
 def test_stale_after_any_change_but_not_after_another_signoff(tmp_path):
@@ -349,7 +352,7 @@ def test_signoff_naming_a_head_that_is_not_in_the_chain_is_stale(tmp_path):
 def test_overall_state_is_conservative_and_per_reviewer():
     def st(reviewer, decision, stale=False):
         return signoff.SignoffState(1, reviewer, "r", decision, "", 0, "h", None,
-                                    "x" if stale else "")
+                                    "x" if stale else "", signature="verified")
     assert signoff.overall_state([]) == "none"
     assert signoff.overall_state([st("a", "approve")]) == "approved"
     assert signoff.overall_state([st("a", "approve"), st("b", "reject")]) == "rejected"
@@ -380,7 +383,7 @@ def test_reviewer_allow_list(tmp_path):
     with pytest.raises(signoff.SignoffRefused, match="not on the configured list"):
         _sign(run_dir, reviewer="Mallory", allowed=allowed)
     assert (run_dir / "audit.jsonl").read_bytes() == before
-    assert _sign(run_dir, reviewer=" ada lovelace", allowed=allowed)["reviewer"] == "Ada Lovelace"
+    assert _sign(run_dir, reviewer="Ada Lovelace", allowed=allowed)["reviewer"] == "Ada Lovelace"
 
 
 @pytest.mark.parametrize(("fields", "message"), [

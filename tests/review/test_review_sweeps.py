@@ -12,6 +12,7 @@ from safe_trpo.record import audit
 from safe_trpo.review import runs
 from safe_trpo.sweep.summary import FORMAT, summary_table
 from tests.review.fixtures import head, make_run, open_app, texts
+from tests.review.signing import fill_signoff
 
 APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
@@ -100,12 +101,8 @@ def test_a_sweep_run_can_be_signed_off(reports: Path) -> None:
     nested = make_sweep(reports)
     run_dir = reports / nested
     seq, hash_ = head(run_dir)
-    at = open_app(page="Review", run=nested)
-    at.text_input(key="so_name").input("Ada Lovelace")
-    at.text_input(key="so_role").input("model-risk reviewer")
-    at.text_area(key="so_comment").input("ok")
-    next(b for b in at.button if b.label == "Sign off").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = fill_signoff(open_app(page="Review", run=nested), "Ada Lovelace",
+                      "model-risk reviewer", "approve", "ok")
     assert "Sign-off recorded: approve by Ada Lovelace" in texts(at.success), texts(at.error)
     last = audit.read_lines(run_dir)[-1]
     assert (last["type"], last["reviewed_seq"], last["reviewed_head_hash"]) == (
