@@ -6,7 +6,7 @@
 compiles ``heated_tank/heated_tank.c`` (or ``heated_tank3.c``; the physics is in
 ``tank_core.h``) with the system C compiler (``$CC``, else ``cc``) against the FMI headers that
 ship with fmpy and zips the shared library with its model description into an FMU. The tests
-build their C FMUs this way, and ``scenarios/fmu_heated_tank.toml`` runs on the result.
+build their C FMUs this way, and ``examples/fmu/heated_tank.toml`` runs on the result.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def build_fmu(out: str | Path, compiler: str | None = None, fmi_version: str = "
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="path of the FMU to write, e.g. scenarios/heated_tank.fmu")
+    parser.add_argument("out", help="path of the FMU to write, e.g. examples/fmu/heated_tank.fmu")
     parser.add_argument("--fmi", default="2.0", choices=sorted(MODELS),
                         help="FMI version of the FMU (default 2.0)")
     args = parser.parse_args(argv)

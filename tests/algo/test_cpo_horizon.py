@@ -38,7 +38,7 @@ def test_no_finished_episode_and_no_time_limit_is_refused(tmp_path: Path) -> Non
     # 20 steps per copy, episodes of 1000 steps, no max_episode_steps: nothing to go on.
     with pytest.raises(UserError, match=r"horizon = <episode length in steps>"):
         start_run(_scenario(tmp_path), progress=False)
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # not the ledger
     finished = [ln for ln in read_lines(run_dir) if ln["type"] == "run_finished"]
     assert finished and finished[-1]["status"] == "failed"
     assert verify_run(run_dir).ok

@@ -17,7 +17,7 @@ from safe_trpo.run.trainer import start_run
 from tests.envs import fmu_fixtures
 from tests.envs.fmu_fixtures import TANK_KWARGS
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fmu_heated_tank.toml"
+SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "fmu" / "heated_tank.toml"
 
 tank_fmu = fmu_fixtures.tank_fmu
 tank3_fmu = fmu_fixtures.tank3_fmu
@@ -171,7 +171,7 @@ def test_a_plant_failing_during_training_ends_as_a_recorded_failed_run(
     with pytest.raises(UserError) as exc:
         start_run(scenario, progress=False)
     assert "fmi2DoStep from model time" in one_line(exc)
-    run_dir = next((tmp_path / "runs").iterdir())
+    run_dir = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())  # not the ledger
     lines = read_lines(run_dir)
     assert lines[0]["data_files"][0]["name"] == "fmu"  # the FMU's hash is in the record
     assert lines[-1]["type"] == "run_finished" and lines[-1]["status"] == "failed"

@@ -14,7 +14,7 @@ from safe_trpo.record.audit import read_lines, verify_run
 from safe_trpo.run.trainer import start_run
 from tests.envs import fmu_fixtures
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fmu_heated_tank.toml"
+SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "fmu" / "heated_tank.toml"
 
 tank_fmu = fmu_fixtures.tank_fmu
 

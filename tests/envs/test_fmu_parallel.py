@@ -22,7 +22,7 @@ from safe_trpo.run.trainer import start_run
 from tests.envs import fmu_fixtures
 from tests.envs.fmu_fixtures import TANK_KWARGS
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "fmu_heated_tank.toml"
+SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "fmu" / "heated_tank.toml"
 N, STEPS = 5, 12  # episodes of 5 steps: every copy resets twice inside the rollout
 
 tank_fmu = fmu_fixtures.tank_fmu

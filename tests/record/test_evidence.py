@@ -47,7 +47,8 @@ def test_intact_run_verifies_and_prints_its_head(run, capsys):
     rc, out = cli(capsys, "verify", str(run))
     seq, hash_ = head(run)
     assert rc == 0 and f"head: seq {seq} hash {hash_}" in out
-    assert out.strip().splitlines()[-1] == "VERIFIED: chain, files, ledger hold"
+    assert out.strip().splitlines()[-2] == "VERIFIED: chain, files, ledger hold"
+    assert out.strip().splitlines()[-1].startswith("INTEGRITY OK: run completed")
     assert cli(capsys, "verify", str(run), "--expect-head", hash_)[0] == 0
 
 
@@ -94,7 +95,8 @@ def test_a_rechained_record_is_caught_by_the_ledger(run, capsys, attack, at):
     first = k + 1 if attack == "duplicate" else k
     assert rc == 1 and out.startswith("INTACT")  # the chain alone is fooled...
     assert f"line seq {first}: hash differs from the ledger's" in out  # ...the ledger is not
-    assert out.strip().splitlines()[-1].startswith(f"FAILED: line seq {first}: hash differs")
+    assert out.strip().splitlines()[-2].startswith(f"FAILED: line seq {first}: hash differs")
+    assert out.strip().splitlines()[-1].startswith("INTEGRITY NOT OK:")
 
 
 def test_swapped_checkpoint(run, capsys):

@@ -137,6 +137,7 @@ class State:
     reviewer: str = "a"
     decision: str = "approve"
     verified: bool | None = None
+    signature: str = "unverified identity"  # as record.signature names a valid, unchecked one
 
 
 def test_signoffs_current_stale_and_verified() -> None:

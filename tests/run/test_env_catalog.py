@@ -43,7 +43,8 @@ def _reported_costs(env_id: str) -> set[str]:
 def test_every_registered_env_documents_the_costs_it_reports(env_id: str) -> None:
     info = env_info(env_id)
     assert isinstance(info, EnvInfo) and info.env_id == env_id
-    assert set(info.costs) == _reported_costs(env_id)
+    if info.costs_from_kwarg is None:  # else the scenario names them (tests/envs/test_fmu_*)
+        assert set(info.costs) == _reported_costs(env_id)
     docs = info.kwarg_docs()
     assert docs and all(k.doc for k in docs), "every kwarg has a docstring"
     text = describe_envs()
