@@ -46,8 +46,8 @@ def test_settling_times_by_hand():
     # step 1 -> 2 at index 2: band 0.1; outside at 2, 3 -> settled from index 4: 2 steps = 1.0
     # step 2 -> 0 at index 6: band 0.2; still outside at the last step: whole segment, unsettled
     assert times == [1.0, 1.5] and unsettled == 1
-    # a band floor wider than 10 % of the step: settled from index 3 (|1.7 - 2| <= 0.3)
-    assert settling_times(pv, sp, 0.5, floor=0.3)[0][0] == 0.5
+    # a band floor wider than 10 % of the step: settled from index 3 (|1.7 - 2| <= 0.35)
+    assert settling_times(pv, sp, 0.5, floor=0.35)[0][0] == 0.5
 
 
 def test_intervals_are_the_textbook_ones():
