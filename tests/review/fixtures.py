@@ -14,6 +14,7 @@ from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
+from safe_trpo.record import signoff
 from safe_trpo.record.audit import AuditLog
 
 DEFAULT_COSTS = {"temperature": [7.0, 5.5, 4.0, 3.0], "valve_wear": [1.0, 2.5, 1.5, 0.5]}
@@ -153,6 +154,15 @@ def head(run_dir: Path) -> tuple[int, str]:
     last = json.loads((Path(run_dir) / "audit.jsonl").read_text().splitlines()[-1])
     return last["seq"], last["hash"]
 
+
+
+def sign(run_dir: Path, decision: str = "approve", reviewer: str = "Ada", comment: str = "ok",
+         allowed: tuple[str, ...] | None = None) -> dict:
+    """Sign the run off as the app would, on the head the reviewer was shown."""
+    seq, hash_ = head(run_dir)
+    return signoff.append_signoff(run_dir, reviewer=reviewer, role="model-risk reviewer",
+                                  decision=decision, comment=comment, displayed_seq=seq,
+                                  displayed_hash=hash_, allowed=allowed)
 
 def make_malformed(root: Path) -> dict[str, str]:
     """One folder per kind of damage; returns {run_id: the integrity the list should show}."""
