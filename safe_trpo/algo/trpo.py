@@ -142,19 +142,29 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
     kl_hessian_z = per_sample_hessian(kl, z_leaf)  # (B, d, d)
     widths = [t.shape[1] for t in z]
     probe = [torch.zeros_like(t, requires_grad=True) for t in z]  # the u of J^T u
-    jt_probe = torch.autograd.grad(z, params, grad_outputs=probe, create_graph=True)
+    # Each vector-Jacobian product is the gradient of a scalar, sum(output * vector), rather
+    # than autograd.grad(..., grad_outputs=vector): the same numbers (the sum's backward hands
+    # the vector through unchanged), and torch's first call with tensor grad_outputs imports
+    # sympy (about a second of every run's start-up).
+    jt_probe = torch.autograd.grad(_dot(z, probe), params, create_graph=True)
     shapes = [p.shape for p in params]
     sizes = [p.numel() for p in params]
 
     def product(v: torch.Tensor) -> torch.Tensor:
         v_parts = [part.view(shape) for part, shape in zip(v.split(sizes), shapes, strict=True)]
-        jv = torch.cat(torch.autograd.grad(jt_probe, probe, grad_outputs=v_parts,
-                                           retain_graph=True), dim=1)
+        jv = torch.cat(torch.autograd.grad(_dot(jt_probe, v_parts), probe, retain_graph=True),
+                       dim=1)
         kjv = torch.bmm(kl_hessian_z, jv.unsqueeze(-1)).squeeze(-1).split(widths, dim=1)
-        hv = torch.autograd.grad(z, params, grad_outputs=kjv, retain_graph=True)
+        hv = torch.autograd.grad(_dot(z, kjv), params, retain_graph=True)
         return torch.cat([h.reshape(-1) for h in hv]) + damping * v
 
     return product
+
+
+def _dot(outputs: list[torch.Tensor] | tuple[torch.Tensor, ...],
+         vectors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """sum_k <outputs_k, vectors_k>: its gradient is the vector-Jacobian product."""
+    return sum((o * v).sum() for o, v in zip(outputs, vectors, strict=True))
 
 
 def per_sample_hessian(loss: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
@@ -171,9 +181,9 @@ def per_sample_hessian(loss: torch.Tensor, z: list[torch.Tensor]) -> torch.Tenso
     columns = []
     for k, t in enumerate(z):
         for j in range(t.shape[1]):
-            direction = [torch.zeros_like(u) for u in z]
-            direction[k][:, j] = 1.0
-            column = torch.autograd.grad(grads, z, grad_outputs=direction, retain_graph=True,
+            # Along "coordinate j of part k of every sample": the gradient of the sum of that
+            # column (a scalar; see fisher_vector_product on grad_outputs).
+            column = torch.autograd.grad(grads[k][:, j].sum(), z, retain_graph=True,
                                          allow_unused=True)
             columns.append(torch.cat([torch.zeros_like(u) if c is None else c
                                       for c, u in zip(column, z, strict=True)], dim=1))

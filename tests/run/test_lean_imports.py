@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("cvxpy", "streamlit", "matplotlib", "ray", "pandas", "scipy", "torch._dynamo")
+HEAVY = ("cvxpy", "streamlit", "matplotlib", "ray", "pandas", "scipy", "sympy", "torch._dynamo")
 
 SCRIPT = """
 import json, sys
