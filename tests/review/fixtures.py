@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +215,24 @@ def open_app(**query: str) -> AppTest:
 def texts(elements) -> str:
     """The text shown: markdown sources with the app's backslash escapes (``runs.md``) read."""
     return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str,
+               interval: float = 0.2) -> Any:
+    """Poll ``check()`` until it returns something truthy; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate ``proc``, killing it if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
