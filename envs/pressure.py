@@ -47,7 +47,7 @@ GAS_CONSTANT = 8.314462618  # J/(mol K)
 N6_KG_PER_H = 27.3  # IEC 60534 numerical constant for W in kg/h, P in bar, rho in kg/m3
 # Default tolerances of ``step`` (see envs.cstr): 1 mbar and 0.1 % of stroke. Measured against
 # scipy's Radau at rtol 1e-10 over random states, relief lifts and reseats included: within
-# 2 mbar (tests/test_pressure.py holds it to 3 mbar), well under the 20 mbar sensor noise.
+# 2 mbar (tests/envs/test_pressure.py holds it to 3 mbar), well under the 20 mbar sensor noise.
 RTOL = 1e-4
 ATOL_P = 1e-3  # bar
 ATOL_X = 1e-3  # valve opening

@@ -120,7 +120,7 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
     term vanishes exactly: KL(old || new) is smallest (zero) where new = old, so dKL/dz = 0
     there. Differentiating the KL's gradient once more through the whole network (the usual
     double backprop) would still spend a third of its matrix products on that zero term, so
-    each product is taken in three parts, all by autograd (tests/test_trpo_math.py checks the
+    each product is taken in three parts, all by autograd (tests/algo/test_trpo_math.py checks the
     result against the explicit Hessian of the KL):
 
     - J v by double backprop: u -> J^T u is linear in u, and its derivative along v is J v;
