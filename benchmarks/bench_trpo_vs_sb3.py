@@ -232,6 +232,10 @@ def whole_process(args: argparse.Namespace) -> None:
                 ours_run, sb3_run = runs["safe-trpo"][-1], runs["sb3-contrib"][-1]
                 ratios.append(sb3_run.process_s / ours_run.process_s)
                 loop_ratios.append(sb3_run.loop_s / ours_run.loop_s)
+                for name, r in (("safe-trpo", ours_run), ("sb3-contrib", sb3_run)):
+                    print(f"    seed {seed} {name:12} process {r.process_s:6.2f} s, in loop "
+                          f"{r.loop_s:6.2f} s, train return {r.train_return:8.1f}, eval "
+                          f"return {r.eval_return:8.1f}", flush=True)
         print(f"Pendulum-v1, {steps} env steps, 1 torch thread, fresh processes, seeds "
               f"{args.seeds} x {args.repeats} alternating repeat(s); medians")
         print(f"  {'':13}{'process s':>10}{'in-loop s':>11}{'fixed s':>9}{'train return':>14}"

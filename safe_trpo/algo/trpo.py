@@ -143,9 +143,9 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
     widths = [t.shape[1] for t in z]
     probe = [torch.zeros_like(t, requires_grad=True) for t in z]  # the u of J^T u
     # Each vector-Jacobian product is the gradient of a scalar, sum(output * vector), rather
-    # than autograd.grad(..., grad_outputs=vector): the same numbers (the sum's backward hands
-    # the vector through unchanged), and torch's first call with tensor grad_outputs imports
-    # sympy (about a second of every run's start-up).
+    # than autograd.grad(..., grad_outputs=vector): the same product (to float32 rounding: the
+    # engine may sum the parts in another order), and torch's first call with tensor
+    # grad_outputs imports sympy (about a second of every run's start-up).
     jt_probe = torch.autograd.grad(_dot(z, probe), params, create_graph=True)
     shapes = [p.shape for p in params]
     sizes = [p.numel() for p in params]
@@ -181,9 +181,10 @@ def per_sample_hessian(loss: torch.Tensor, z: list[torch.Tensor]) -> torch.Tenso
     columns = []
     for k, t in enumerate(z):
         for j in range(t.shape[1]):
-            # Along "coordinate j of part k of every sample": the gradient of the sum of that
-            # column (a scalar; see fisher_vector_product on grad_outputs).
-            column = torch.autograd.grad(grads[k][:, j].sum(), z, retain_graph=True,
+            direction = [torch.zeros_like(u) for u in z]
+            direction[k][:, j] = 1.0
+            # A scalar's gradient, as in fisher_vector_product (see there on grad_outputs).
+            column = torch.autograd.grad(_dot(grads, direction), z, retain_graph=True,
                                          allow_unused=True)
             columns.append(torch.cat([torch.zeros_like(u) if c is None else c
                                       for c, u in zip(column, z, strict=True)], dim=1))
