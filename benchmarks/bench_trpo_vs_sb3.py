@@ -14,32 +14,41 @@ headline is wall-clock throughput. On a shared machine other processes slow whic
 runs while they are busy, so it also prints steps per CPU-second of the process (less
 sensitive to that), and ``--repeats N`` alternates the two sides N times and reports medians.
 
+``--whole-process`` times what a user waits for instead: each side as a fresh process,
+imports and set-up included (``python -m safe_trpo.cli train`` for safe-trpo; a minimal script
+building and training sb3-contrib's TRPO for the other), alternating the two, and prints the
+whole-process ratio beside the in-loop one measured in the same processes (safe-trpo: the sum
+of its updates' recorded ``wall_s``; sb3-contrib: the wall time of ``model.learn``). Each side
+saves its model (safe-trpo its checkpoint and audit record, SB3 ``model.save`` and its
+normaliser), which the parent evaluates afterwards, outside the timing.
+
     pip install -e ".[bench]"
     python benchmarks/bench_trpo_vs_sb3.py --steps 204800 [--seeds 0 1 2 3 4] [--repeats 3]
         [--native]
+    taskset -c 0 python benchmarks/bench_trpo_vs_sb3.py --whole-process --steps 20480 102400 \
+        --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import gymnasium as gym
 import numpy as np
-import torch
 
-from safe_trpo.config import load_scenario
-from safe_trpo.record.audit import read_lines
-from safe_trpo.run.evaluate import run_episodes
-from safe_trpo.run.make_env import make_vector_env
-from safe_trpo.run.policy_io import load_policy
-from safe_trpo.run.trainer import start_run
+# safe-trpo, torch, gymnasium and SB3 are imported inside the functions that use them: an SB3
+# child process (``--whole-process``) must load only what a plain SB3 script loads.
 
-SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "pendulum_trpo.toml"
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "pendulum_trpo.toml"
 # Pendulum-v1's dynamics in one numpy call per vector step (envs/pendulum_vec.py): shows where
 # safe-trpo stands when the env is not stepped copy by copy. Not the apples-to-apples headline.
 NATIVE_PENDULUM = "envs.pendulum_vec:PendulumVectorEnv"
@@ -61,10 +70,30 @@ def timed(train: Callable[[], int]) -> tuple[float, float]:
     return steps / (time.perf_counter() - wall), steps / (time.process_time() - cpu)
 
 
+def our_overrides(steps: int, seed: int, out: Path, env_id: str = "Pendulum-v1") -> list[str]:
+    return [f"algo.total_steps={steps}", f"run.seed={seed}", f"run.out_dir={str(out)!r}",
+            "algo.init_log_std=0.0", "run.checkpoint_every=1000", f"env.id={env_id!r}"]
+
+
+def our_returns(run_dir: Path, seed: int) -> tuple[float, float]:
+    """(mean training return of the last 5 updates, deterministic 10-episode eval return)."""
+    from safe_trpo.record.audit import read_lines
+    from safe_trpo.run.evaluate import run_episodes
+    from safe_trpo.run.make_env import make_vector_env
+    from safe_trpo.run.policy_io import load_policy
+
+    rows = [ln for ln in read_lines(run_dir) if ln["type"] == "update"]
+    train_return = float(np.mean([r["return_mean"] for r in rows[-5:]]))
+    policy = load_policy(run_dir)
+    envs = make_vector_env(policy.scenario.env)
+    return train_return, float(run_episodes(envs, policy, 10, seed + 10_000, []).returns.mean())
+
+
 def ours(steps: int, seed: int, out: Path, env_id: str = "Pendulum-v1") -> Timed:
-    scenario = load_scenario(SCENARIO, [f"algo.total_steps={steps}", f"run.seed={seed}",
-                                        f"run.out_dir={str(out)!r}", "algo.init_log_std=0.0",
-                                        "run.checkpoint_every=1000", f"env.id={env_id!r}"])
+    from safe_trpo.config import load_scenario
+    from safe_trpo.run.trainer import start_run
+
+    scenario = load_scenario(SCENARIO, our_overrides(steps, seed, out, env_id))
     outcomes = []
 
     def train() -> int:
@@ -72,31 +101,42 @@ def ours(steps: int, seed: int, out: Path, env_id: str = "Pendulum-v1") -> Timed
         return outcomes[0].env_steps
 
     sps, cpu_sps = timed(train)
-    outcome = outcomes[0]
-    rows = [ln for ln in read_lines(outcome.run_dir) if ln["type"] == "update"]
-    train_return = float(np.mean([r["return_mean"] for r in rows[-5:]]))
-    policy = load_policy(outcome.run_dir)
-    envs = make_vector_env(scenario.env)
-    evaluation = run_episodes(envs, policy, 10, seed + 10_000, []).returns.mean()
-    return Timed(sps, cpu_sps, train_return, float(evaluation))
+    return Timed(sps, cpu_sps, *our_returns(outcomes[0].run_dir, seed))
 
 
-def sb3(steps: int, seed: int) -> Timed:
+def sb3_model(seed: int) -> Any:
+    """sb3-contrib's TRPO at the settings of the module docstring, on VecNormalize'd envs."""
+    import torch
     from sb3_contrib import TRPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     venv = VecNormalize(make_vec_env("Pendulum-v1", n_envs=8, seed=seed), norm_obs=True,
                         norm_reward=False)
-    model = TRPO("MlpPolicy", venv, n_steps=256, batch_size=128, gamma=0.99, gae_lambda=0.95,
-                 target_kl=0.01, cg_max_steps=10, cg_damping=0.1, line_search_max_iter=10,
-                 line_search_shrinking_factor=0.8, n_critic_updates=10, learning_rate=1e-3,
-                 normalize_advantage=True, seed=seed, device="cpu",
-                 policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]},
-                                "activation_fn": torch.nn.Tanh, "log_std_init": 0.0})
-    sps, cpu_sps = timed(lambda: model.learn(total_timesteps=steps).num_timesteps)
+    return TRPO("MlpPolicy", venv, n_steps=256, batch_size=128, gamma=0.99, gae_lambda=0.95,
+                target_kl=0.01, cg_max_steps=10, cg_damping=0.1, line_search_max_iter=10,
+                line_search_shrinking_factor=0.8, n_critic_updates=10, learning_rate=1e-3,
+                normalize_advantage=True, seed=seed, device="cpu",
+                policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]},
+                               "activation_fn": torch.nn.Tanh, "log_std_init": 0.0})
+
+
+def sb3_train_return(model: Any) -> float:
     buffer = model.ep_info_buffer  # the last 100 finished episodes
-    train_return = float(np.mean([ep["r"] for ep in list(buffer)[-40:]]))
+    return float(np.mean([ep["r"] for ep in list(buffer)[-40:]]))
+
+
+def sb3(steps: int, seed: int) -> Timed:
+    model = sb3_model(seed)
+    sps, cpu_sps = timed(lambda: model.learn(total_timesteps=steps).num_timesteps)
+    return Timed(sps, cpu_sps, sb3_train_return(model), sb3_eval(model, model.get_env(), seed))
+
+
+def sb3_eval(model: Any, venv: Any, seed: int) -> float:
+    """Deterministic 10-episode return on Gymnasium's Pendulum-v1, observations normalised
+    with the training statistics."""
+    import gymnasium as gym
+
     venv.training = False
     env = gym.make("Pendulum-v1")
     returns = []
@@ -109,39 +149,131 @@ def sb3(steps: int, seed: int) -> Timed:
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
-    return Timed(sps, cpu_sps, train_return, float(np.mean(returns)))
+    return float(np.mean(returns))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=204_800)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="one run of each side per seed (and per repeat)")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="alternate the two sides this many times per seed; medians are "
-                             "reported")
-    parser.add_argument("--native", action="store_true",
-                        help=f"also time safe-trpo on {NATIVE_PENDULUM} (a second line, not "
-                             "the headline: SB3 keeps Gymnasium's env)")
-    args = parser.parse_args()
+SB3_CHILD = """
+import json, sys, time
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, {bench_dir!r})
+from bench_trpo_vs_sb3 import sb3_model, sb3_train_return
+steps, seed, out = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+model = sb3_model(seed)
+started = time.perf_counter()
+model.learn(total_timesteps=steps)
+loop_s = time.perf_counter() - started
+model.save(out / "model.zip")
+model.get_env().save(str(out / "vecnormalize.pkl"))
+print(json.dumps({{"loop_s": loop_s, "steps": model.num_timesteps,
+                  "train_return": sb3_train_return(model)}}))
+"""
+
+
+class Whole(NamedTuple):
+    process_s: float  # wall time of the whole process: start, imports, set-up, training, exit
+    loop_s: float  # the training loop alone, measured inside the process
+    train_return: float
+    eval_return: float
+
+
+def run_child(argv: list[str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of a fresh Python process running ``argv``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env,
+                         cwd=ROOT, check=False)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed:\n{out.stderr[-3000:]}")
+    return wall, out.stdout
+
+
+def ours_process(steps: int, seed: int, out: Path) -> Whole:
+    """``safe-trpo train`` as a user runs it; in-loop time from the record's ``wall_s``."""
+    from safe_trpo.record.audit import read_lines
+
+    argv = ["-m", "safe_trpo.cli", "train", str(SCENARIO), "--no-progress"]
+    for override in our_overrides(steps, seed, out):
+        argv += ["--set", override]
+    wall, stdout = run_child(argv)
+    run_dir = Path(stdout.strip().splitlines()[-1])
+    rows = [ln for ln in read_lines(run_dir) if ln["type"] == "update"]
+    assert rows[-1]["env_steps"] == steps, rows[-1]
+    return Whole(wall, sum(r["wall_s"] for r in rows), *our_returns(run_dir, seed))
+
+
+def sb3_process(steps: int, seed: int, out: Path) -> Whole:
+    from sb3_contrib import TRPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    code = SB3_CHILD.format(bench_dir=str(Path(__file__).resolve().parent))
+    wall, stdout = run_child(["-c", code, str(steps), str(seed), str(out)])
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["steps"] == steps, result
+    venv = VecNormalize.load(str(out / "vecnormalize.pkl"),
+                             make_vec_env("Pendulum-v1", n_envs=8, seed=seed))
+    model = TRPO.load(out / "model.zip", device="cpu")
+    return Whole(wall, result["loop_s"], result["train_return"], sb3_eval(model, venv, seed))
+
+
+def whole_process(args: argparse.Namespace) -> None:
+    for steps in args.steps:
+        ratios, loop_ratios = [], []
+        runs: dict[str, list[Whole]] = {"safe-trpo": [], "sb3-contrib": []}
+        for seed in args.seeds:
+            for _ in range(args.repeats):  # alternating, so both see the same machine load
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs["safe-trpo"].append(ours_process(steps, seed, Path(tmp)))
+                with tempfile.TemporaryDirectory() as tmp:
+                    runs["sb3-contrib"].append(sb3_process(steps, seed, Path(tmp)))
+                ours_run, sb3_run = runs["safe-trpo"][-1], runs["sb3-contrib"][-1]
+                ratios.append(sb3_run.process_s / ours_run.process_s)
+                loop_ratios.append(sb3_run.loop_s / ours_run.loop_s)
+                for name, r in (("safe-trpo", ours_run), ("sb3-contrib", sb3_run)):
+                    print(f"    seed {seed} {name:12} process {r.process_s:6.2f} s, in loop "
+                          f"{r.loop_s:6.2f} s, train return {r.train_return:8.1f}, eval "
+                          f"return {r.eval_return:8.1f}", flush=True)
+        print(f"Pendulum-v1, {steps} env steps, 1 torch thread, fresh processes, seeds "
+              f"{args.seeds} x {args.repeats} alternating repeat(s); medians")
+        print(f"  {'':13}{'process s':>10}{'in-loop s':>11}{'fixed s':>9}{'train return':>14}"
+              f"{'eval return':>13}")
+        for name, rs in runs.items():
+            med = Whole(*np.median(np.array(rs), axis=0))
+            print(f"  {name:13}{med.process_s:>10.2f}{med.loop_s:>11.2f}"
+                  f"{med.process_s - med.loop_s:>9.2f}{med.train_return:>14.1f}"
+                  f"{med.eval_return:>13.1f}")
+        print(f"  speed ratio safe-trpo vs sb3-contrib: whole process {np.median(ratios):.2f}x "
+              f"(range {min(ratios):.2f}-{max(ratios):.2f}), in loop "
+              f"{np.median(loop_ratios):.2f}x (range {min(loop_ratios):.2f}-"
+              f"{max(loop_ratios):.2f})")
+
+
+def in_process(args: argparse.Namespace) -> None:
+    import torch
+
     torch.set_num_threads(1)
-    # Constructing the first Adam imports torch._dynamo (seconds, once per process). SB3 pays
-    # that while building its model, before its timer; pay it here before ours too.
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    for steps in args.steps:
+        in_process_at(args, steps)
+
+
+def in_process_at(args: argparse.Namespace, steps: int) -> None:
     names = ["safe-trpo", "sb3-contrib"] + ([NATIVE_LABEL] if args.native else [])
     per_seed: dict[int, dict[str, Timed]] = {}
     for seed in args.seeds:
         runs: dict[str, list[Timed]] = {name: [] for name in names}
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                runs["safe-trpo"].append(ours(args.steps, seed, Path(tmp)))
-            runs["sb3-contrib"].append(sb3(args.steps, seed))
+                runs["safe-trpo"].append(ours(steps, seed, Path(tmp)))
+            runs["sb3-contrib"].append(sb3(steps, seed))
             if args.native:
                 with tempfile.TemporaryDirectory() as tmp:
-                    runs[NATIVE_LABEL].append(ours(args.steps, seed, Path(tmp), NATIVE_PENDULUM))
+                    runs[NATIVE_LABEL].append(ours(steps, seed, Path(tmp), NATIVE_PENDULUM))
         per_seed[seed] = {name: Timed(*np.median(np.array(rs), axis=0))
                           for name, rs in runs.items()}
-    print(f"Pendulum-v1, {args.steps} env steps, 1 torch thread, median of {args.repeats} "
+    print(f"Pendulum-v1, {steps} env steps, 1 torch thread, median of {args.repeats} "
           f"alternating run(s) per seed")
     width = max(map(len, names)) + 2
     header = (f"{'seed':>4}  {'':{width}}{'steps/s':>10}{'steps/cpu-s':>13}{'train return':>15}"
@@ -164,6 +296,25 @@ def main() -> None:
             evaluation = np.mean([m[name].eval_return for m in per_seed.values()])
             print(f"mean over seeds, {name}: train return {train:.1f}, eval return "
                   f"{evaluation:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, nargs="+", default=[204_800],
+                        help="total env steps of each run (several sizes: one table each)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="one run of each side per seed (and per repeat)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="alternate the two sides this many times per seed; medians are "
+                             "reported")
+    parser.add_argument("--native", action="store_true",
+                        help=f"also time safe-trpo on {NATIVE_PENDULUM} (a second line, not "
+                             "the headline: SB3 keeps Gymnasium's env)")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time each side as a fresh process, imports and set-up included, "
+                             "beside its in-loop time")
+    args = parser.parse_args()
+    (whole_process if args.whole_process else in_process)(args)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ call. ``PlantEnv`` and ``PlantVectorEnv`` add only Gymnasium bookkeeping (seedin
 Seeding matches ``gymnasium.vector.SyncVectorEnv`` over single envs: ``reset(seed=s)`` gives copy
 i the generator a single env gets from ``reset(seed=s + i)``, and a plant draws each copy's
 randomness from that copy's generator only, so copy i of the vector env follows the same
-trajectory as a single env seeded s + i (tests/test_process_envs.py checks it).
+trajectory as a single env seeded s + i (tests/envs/test_process_envs.py checks it).
 """
 
 from __future__ import annotations

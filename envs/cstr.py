@@ -12,7 +12,7 @@ so each row can carry its own (uncertain, disturbed) parameters.
 
 Why not fixed-step RK4: once the reactor ignites, the reaction rate grows with exp(-E/RT) to
 hundreds per minute and the model is stiff. One 26/60-minute RK4 step from Ca=0.5, T=360 K with
-Tc=310 K lands 12 K low (tests/test_cstr.py shows it). ``step`` instead uses adaptive RODAS4
+Tc=310 K lands 12 K low (tests/envs/test_cstr.py shows it). ``step`` instead uses adaptive RODAS4
 (Hairer & Wanner's stiffly accurate, L-stable Rosenbrock method, order 4 with an order-3 error
 estimate) with the analytic 2x2 Jacobian, solved in closed form, and a step size chosen per row:
 a quiet row takes the whole interval in one step, a row that is igniting takes the tens of small

@@ -7,7 +7,7 @@ else is Pendulum-v1's: the dynamics and reward, arithmetic and dtypes included (
 term stays float32 as in the single env), the reset distribution, the 200-step time limit
 (a truncation) and the seeding: ``reset(seed=s)`` gives copy i the generator that
 ``gym.make("Pendulum-v1").reset(seed=s + i)`` gets, so copy i follows that env's trajectory
-(tests/test_trpo_math.py checks it step by step, through autoresets).
+(tests/envs/test_pendulum_vec.py checks it step by step, through autoresets).
 
     make_vector_env with [env] id = "envs.pendulum_vec:PendulumVectorEnv"
 """

@@ -61,7 +61,7 @@ N6_KV = 31.6  # IEC 60534-2-1 constant for Kv (m3/h), W in kg/h, P in bar, rho i
 ATMOSPHERE = 1.01325  # bar a: gauge pressures (relief set, overpressure, blowdown) are above it
 # Default tolerances of ``step`` (see envs.cstr): 1 mbar and 0.1 % of stroke. Measured against
 # scipy's Radau at rtol 1e-10 over random states, relief lifts and reseats included: within
-# 2 mbar (tests/test_pressure.py holds it to 3 mbar), well under the 20 mbar sensor noise.
+# 2 mbar (tests/envs/test_pressure.py holds it to 3 mbar), well under the 20 mbar sensor noise.
 RTOL = 1e-4
 ATOL_P = 1e-3  # bar
 ATOL_X = 1e-3  # valve opening

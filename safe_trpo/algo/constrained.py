@@ -21,11 +21,11 @@ on the penalised advantage (A_R - sum_i nu_i A_Ci) / (1 + sum_i nu_i).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from safe_trpo.algo.cpo import CpoStep, solve_step
 from safe_trpo.algo.networks import Policy
 from safe_trpo.algo.trpo import (
     LineSearchResult,
@@ -38,6 +38,9 @@ from safe_trpo.algo.trpo import (
     rejection,
     surrogate,
 )
+
+if TYPE_CHECKING:
+    from safe_trpo.algo.cpo import CpoStep
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ def _solve_or_fail(q: float, r: np.ndarray, s: np.ndarray, c: np.ndarray, delta:
     rounding and is clipped. Anything non-finite, or clearly negative, means the CG solves broke
     down: no step is taken and the row says why.
     """
+    # cvxpy (about a second of imports) loads with the first CPO step, never in a TRPO run.
+    from safe_trpo.algo.cpo import CpoStep, solve_step
+
     m = len(c)
     scale = max(abs(q), float(np.abs(np.diag(s)).max(initial=0.0)), 1e-30)
     finite = np.isfinite(q) and np.all(np.isfinite(r)) and np.all(np.isfinite(s)) \

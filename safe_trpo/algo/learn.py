@@ -20,7 +20,7 @@ from safe_trpo.algo.constrained import (
     per_step_margins,
     update_multipliers,
 )
-from safe_trpo.algo.critics import AdamStepper, SquaredErrorGrads
+from safe_trpo.algo.critics import SquaredErrorGrads
 from safe_trpo.algo.networks import first_linear
 from safe_trpo.algo.rollout import NonFiniteError, Rollout, gae
 from safe_trpo.algo.state import TrainState
@@ -75,7 +75,6 @@ def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epo
     """
     size = obs.shape[0]
     grads_of = [SquaredErrorGrads(critic) for critic in state.critics]
-    adam = AdamStepper(state.critic_optim, list(state.critics.parameters()))
     losses = torch.zeros(len(grads_of))
     # inference_mode, not no_grad: nothing here is differentiated, and skipping autograd's
     # version and view tracking makes the 160 small steps ~10% faster.
@@ -93,7 +92,7 @@ def fit_critics(state: TrainState, obs: torch.Tensor, targets: torch.Tensor, epo
                     error, critic_grad = critic_grads(x, y_k)
                     errors.append(error)
                     grads += critic_grad
-                adam.step(grads)
+                state.critic_optim.step(grads)
                 if epoch == epochs - 1:  # only the last epoch's loss is reported
                     per_critic = torch.stack([(e ** 2).mean() for e in errors])
                     losses += per_critic * x.shape[0] / size

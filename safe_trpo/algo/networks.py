@@ -35,7 +35,7 @@ _HALF_LOG_2PI = 0.5 * float(np.log(2 * np.pi))
 
 # This torch build's CPU tanh is scalar code, about 2 ns per element: 13x slower than numpy's
 # SIMD tanh, and a large share of every forward pass of our tanh networks. The two agree to
-# 1 ulp (each is within 1 ulp of the exact value; tests/test_trpo_math.py checks), so tanh is
+# 1 ulp (each is within 1 ulp of the exact value; tests/algo/test_networks.py checks), so tanh is
 # computed by numpy wherever it can be: in ``Tanh`` (autograd paths) and ``tanh_`` (the
 # hand-written critic fit).
 
@@ -115,7 +115,7 @@ def mlp_function(net: nn.Sequential) -> Callable[[np.ndarray], np.ndarray]:
 
     For the rollout's 8-row batches, torch's per-op dispatch (and nn.Module's per-call hooks)
     costs more than the arithmetic; numpy's matmul and SIMD tanh are about 1.5x faster there
-    and agree with ``net(x)`` to float32 rounding (tests/test_trpo_math.py checks). The
+    and agree with ``net(x)`` to float32 rounding (tests/algo/test_networks.py checks). The
     weights are numpy views of the parameter tensors, so in-place updates (TRPO's
     ``set_flat_params``, the normaliser's rescaling, ``load_state_dict``) are seen; build it
     afresh after anything that replaces the tensors (``.to()``, ``.double()``).

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
+from safe_trpo.algo.adam import CriticAdam
 from safe_trpo.algo.networks import ObsNormalizer, Policy
 
 
@@ -22,7 +22,7 @@ class TrainState:
 
     policy: Policy
     critics: nn.ModuleList  # [reward critic, cost critic per constraint]
-    critic_optim: torch.optim.Optimizer
+    critic_optim: CriticAdam  # one Adam over every critic's parameters
     normalizer: ObsNormalizer
     nu: np.ndarray  # one multiplier per constraint (trpo-lag) / last CPO dual (cpo)
     rng: np.random.Generator  # critic minibatch shuffling

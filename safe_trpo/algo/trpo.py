@@ -130,7 +130,7 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
     term vanishes exactly: KL(old || new) is smallest (zero) where new = old, so dKL/dz = 0
     there. Differentiating the KL's gradient once more through the whole network (the usual
     double backprop) would still spend a third of its matrix products on that zero term, so
-    each product is taken in three parts, all by autograd (tests/test_trpo_math.py checks the
+    each product is taken in three parts, all by autograd (tests/algo/test_trpo_math.py checks the
     result against the explicit Hessian of the KL):
 
     - J v by double backprop: u -> J^T u is linear in u, and its derivative along v is J v;
@@ -152,19 +152,29 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
     kl_hessian_z = per_sample_hessian(kl, z_leaf)  # (B, d, d)
     widths = [t.shape[1] for t in z]
     probe = [torch.zeros_like(t, requires_grad=True) for t in z]  # the u of J^T u
-    jt_probe = torch.autograd.grad(z, params, grad_outputs=probe, create_graph=True)
+    # Each vector-Jacobian product is the gradient of a scalar, sum(output * vector), rather
+    # than autograd.grad(..., grad_outputs=vector): the same product (to float32 rounding: the
+    # engine may sum the parts in another order), and torch's first call with tensor
+    # grad_outputs imports sympy (about a second of every run's start-up).
+    jt_probe = torch.autograd.grad(_dot(z, probe), params, create_graph=True)
     shapes = [p.shape for p in params]
     sizes = [p.numel() for p in params]
 
     def product(v: torch.Tensor) -> torch.Tensor:
         v_parts = [part.view(shape) for part, shape in zip(v.split(sizes), shapes, strict=True)]
-        jv = torch.cat(torch.autograd.grad(jt_probe, probe, grad_outputs=v_parts,
-                                           retain_graph=True), dim=1)
+        jv = torch.cat(torch.autograd.grad(_dot(jt_probe, v_parts), probe, retain_graph=True),
+                       dim=1)
         kjv = torch.bmm(kl_hessian_z, jv.unsqueeze(-1)).squeeze(-1).split(widths, dim=1)
-        hv = torch.autograd.grad(z, params, grad_outputs=kjv, retain_graph=True)
+        hv = torch.autograd.grad(_dot(z, kjv), params, retain_graph=True)
         return torch.cat([h.reshape(-1) for h in hv]) + damping * v
 
     return product
+
+
+def _dot(outputs: list[torch.Tensor] | tuple[torch.Tensor, ...],
+         vectors: list[torch.Tensor] | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """sum_k <outputs_k, vectors_k>: its gradient is the vector-Jacobian product."""
+    return sum((o * v).sum() for o, v in zip(outputs, vectors, strict=True))
 
 
 def per_sample_hessian(loss: torch.Tensor, z: list[torch.Tensor]) -> torch.Tensor:
@@ -183,7 +193,8 @@ def per_sample_hessian(loss: torch.Tensor, z: list[torch.Tensor]) -> torch.Tenso
         for j in range(t.shape[1]):
             direction = [torch.zeros_like(u) for u in z]
             direction[k][:, j] = 1.0
-            column = torch.autograd.grad(grads, z, grad_outputs=direction, retain_graph=True,
+            # A scalar's gradient, as in fisher_vector_product (see there on grad_outputs).
+            column = torch.autograd.grad(_dot(grads, direction), z, retain_graph=True,
                                          allow_unused=True)
             columns.append(torch.cat([torch.zeros_like(u) if c is None else c
                                       for c, u in zip(column, z, strict=True)], dim=1))

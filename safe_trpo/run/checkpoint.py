@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from safe_trpo.algo.adam import CriticAdam
 from safe_trpo.algo.networks import ObsNormalizer, ValueNet, make_policy
 from safe_trpo.algo.state import TrainState
 from safe_trpo.config import Scenario
@@ -55,7 +56,7 @@ def new_state(scenario: Scenario, obs_space: spaces.Space, action_space: spaces.
     obs_dim = obs_space.shape[0]
     critics = nn.ModuleList(ValueNet(obs_dim, a.hidden_sizes, a.activation)
                             for _ in range(1 + len(scenario.constraints)))
-    optim = torch.optim.Adam(critics.parameters(), lr=a.critic_lr, fused=True)
+    optim = CriticAdam(list(critics.parameters()), lr=a.critic_lr)
     m = len(scenario.constraints)
     nu = np.full(m, a.lagrange_init if a.name == "trpo-lag" else 0.0)
     return TrainState(policy, critics, optim, ObsNormalizer(obs_dim, a.normalize_obs), nu,

@@ -2,7 +2,7 @@
 
 References, all independent of the solver's subspace/dual formulation:
 - a direct cvxpy solve of the primal in full dimension with an explicit SPD H, refined by
-  Newton's method on its own KKT system (`cpo_reference.py`; a raw interior-point solution is
+  Newton's method on its own KKT system (`tests/algo/fixtures.py`; a raw interior-point solution is
   only accurate to about the square root of its tolerance, ~1e-5, too coarse for 1e-6);
 - the paper's closed form for m = 1 (`safe_trpo.algo.cpo_closed_form`);
 - hand-chosen scalar problems with H = I whose answers are worked out in the comments.
@@ -10,7 +10,6 @@ References, all independent of the solver's subspace/dual formulation:
 
 from __future__ import annotations
 
-import json
 import math
 
 import cvxpy as cp
@@ -20,41 +19,9 @@ import pytest
 from safe_trpo.algo import cpo
 from safe_trpo.algo.cpo import CpoDualSolver, RecoverySolver, solve_step
 from safe_trpo.algo.cpo_closed_form import closed_form_step
-from tests.algo.cpo_reference import min_max, primal
+from tests.algo.fixtures import exact_step, gram, min_max, primal, random_instance, rel_error
 
 REL_TOL = 1e-6
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _gram(H, g, B):
-    Hg, HB = np.linalg.solve(H, g), np.linalg.solve(H, B)
-    return g @ Hg, B.T @ Hg, B.T @ HB, Hg, HB
-
-
-def _step(H, g, B, c, delta):
-    """solve_step on exact Gram quantities, mapped back as the trainer will: x = a H^-1 g + ..."""
-    q, r, S, Hg, HB = _gram(H, g, B)
-    st = solve_step(q, r, S, c, delta)
-    return st, st.alpha * Hg + HB @ st.beta
-
-
-def _instance(rng, m, c_hat_low=-1.3, c_hat_high=1.5):
-    """Random SPD H (n = 6..15), g, B with random scales, c in units of the trust-region reach."""
-    n = int(rng.integers(6, 16))
-    M = rng.normal(size=(n, n))
-    H = M @ M.T / n + 0.1 * np.eye(n)
-    g = rng.normal(size=n) * 10 ** rng.uniform(-1.5, 1.5)
-    B = rng.normal(size=(n, m)) * 10 ** rng.uniform(-1.5, 1.5, size=m)
-    delta = float(rng.uniform(0.002, 0.05))
-    reach = np.sqrt(2 * delta * np.diag(B.T @ np.linalg.solve(H, B)))
-    c = rng.uniform(c_hat_low, c_hat_high, size=m) * reach
-    return H, g, B, c, delta
-
-
-def _rel(x, ref):
-    return np.linalg.norm(x - ref) / np.linalg.norm(ref)
 
 
 # ----------------------------------------------------------------------------- structure
@@ -77,8 +44,8 @@ def test_step_matches_direct_primal_solve(m):
     # c_hat ranges (margin / trust-region reach) that favour each case in turn.
     regimes = [(-1.3, -0.2), (-0.6, 0.8), (0.3, 1.6)]
     for i in range(24):
-        H, g, B, c, delta = _instance(rng, m, *regimes[i % 3])
-        st, x = _step(H, g, B, c, delta)
+        H, g, B, c, delta = random_instance(rng, m, *regimes[i % 3])
+        st, x = exact_step(H, g, B, c, delta)
         seen[st.case] += 1
         ref = primal(H, g, B, c, delta)
         if st.case == "recovery":
@@ -90,7 +57,7 @@ def test_step_matches_direct_primal_solve(m):
             x_ref = ref
             trpo = math.sqrt(2 * delta / (g @ np.linalg.solve(H, g))) * np.linalg.solve(H, g)
             assert (st.case == "unconstrained") == bool(np.all(B.T @ trpo + c <= 0))
-        assert _rel(x, x_ref) <= REL_TOL, (st, _rel(x, x_ref))
+        assert rel_error(x, x_ref) <= REL_TOL, (st, rel_error(x, x_ref))
         assert abs(g @ x - g @ x_ref) <= REL_TOL * np.linalg.norm(g) * np.linalg.norm(x_ref)
         if st.case == "unconstrained":
             assert st.solver_status == "closed_form" and st.solve_time_ms == 0
@@ -105,10 +72,10 @@ def test_collinear_cost_gradients_matchprimal(m):
     rng = np.random.default_rng(7 + m)
     seen = set()
     for _ in range(16):
-        H, g, B, c, delta = _instance(rng, m, -1.2, 1.2)
+        H, g, B, c, delta = random_instance(rng, m, -1.2, 1.2)
         k = rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 2.0)
         B[:, -1] = k * B[:, 0]
-        st, x = _step(H, g, B, c, delta)
+        st, x = exact_step(H, g, B, c, delta)
         seen.add(st.case)
         ref = primal(H, g, B, c, delta)
         if st.case == "recovery":
@@ -120,7 +87,7 @@ def test_collinear_cost_gradients_matchprimal(m):
             assert np.max((B.T @ x + c) / reach) == pytest.approx(worst, abs=1e-7)
             assert 0.5 * x @ H @ x <= delta * (1 + 1e-7)
         else:
-            assert _rel(x, ref) <= REL_TOL, (st, _rel(x, ref))
+            assert rel_error(x, ref) <= REL_TOL, (st, rel_error(x, ref))
     assert {"feasible", "recovery"} <= seen
 
 
@@ -160,10 +127,10 @@ def test_closed_form_is_right_on_theprimal():
     """The reference itself: closed-form x against the refined cvxpy primal (m = 1)."""
     rng = np.random.default_rng(12)
     for _ in range(10):
-        H, g, B, c, delta = _instance(rng, 1, -1.3, 0.95)
-        q, r, S, Hg, HB = _gram(H, g, B)
+        H, g, B, c, delta = random_instance(rng, 1, -1.3, 0.95)
+        q, r, S, Hg, HB = gram(H, g, B)
         cf = closed_form_step(q, r[0], S[0, 0], c[0], delta)
-        assert _rel(cf.alpha * Hg + cf.beta * HB[:, 0], primal(H, g, B, c, delta)) <= 1e-8
+        assert rel_error(cf.alpha * Hg + cf.beta * HB[:, 0], primal(H, g, B, c, delta)) <= 1e-8
 
 
 # ----------------------------------------------------------------------------- by hand (H = I)
@@ -191,7 +158,7 @@ SQ75 = math.sqrt(0.75)
 )
 def test_hand_chosen_single_constraint(g, b, c, delta, case, x, lam, nu):
     g, B = np.array(g, float), np.array(b, float)[:, None]
-    st, step = _step(np.eye(2), g, B, [c], delta)
+    st, step = exact_step(np.eye(2), g, B, [c], delta)
     assert st.case == case
     np.testing.assert_allclose(step, x, rtol=1e-10, atol=1e-12)
     assert st.lam == pytest.approx(lam, rel=1e-10, abs=1e-12)
@@ -203,12 +170,12 @@ def test_hand_chosen_two_constraints():
     I3, g = np.eye(3), np.array([1.0, 0, 0])
     B = I3[:, 1:]
     # Both bind: x = (sqrt(1 - .09 - .16), -.3, -.4).
-    st, x = _step(I3, g, B, [0.3, 0.4], 0.5)
+    st, x = exact_step(I3, g, B, [0.3, 0.4], 0.5)
     assert st.case == "feasible"
     np.testing.assert_allclose(x, [SQ75, -0.3, -0.4], rtol=1e-10)
     # Each alone is fixable, together they need |x|^2 >= .64 + .81 > 1: recovery. The min-max
     # has x2 + .8 = x3 + .9 = t on the unit sphere: 2t^2 - 3.4t + .45 = 0.
-    st, x = _step(I3, g, B, [0.8, 0.9], 0.5)
+    st, x = exact_step(I3, g, B, [0.8, 0.9], 0.5)
     t = (3.4 - math.sqrt(3.4**2 - 8 * 0.45)) / 4
     assert st.case == "recovery" and st.alpha == 0 and st.lam == 0
     np.testing.assert_allclose(x, [0, t - 0.8, t - 0.9], rtol=1e-10, atol=1e-14)
@@ -219,189 +186,29 @@ def test_hand_chosen_two_constraints():
 def test_opposed_gradients_make_a_slab():
     """b2 = -b1: -0.5 <= x2 <= -0.2. S is singular."""
     I2, B = np.eye(2), np.array([[0.0, 0.0], [1.0, -1.0]])
-    st, x = _step(I2, np.array([1.0, 1.0]), B, [0.2, -0.5], 0.5)
+    st, x = exact_step(I2, np.array([1.0, 1.0]), B, [0.2, -0.5], 0.5)
     np.testing.assert_allclose(x, [math.sqrt(1 - 0.04), -0.2], rtol=1e-10)
-    st, x = _step(I2, np.array([1.0, -1.0]), B, [0.2, -0.5], 0.5)
+    st, x = exact_step(I2, np.array([1.0, -1.0]), B, [0.2, -0.5], 0.5)
     np.testing.assert_allclose(x, [SQ75, -0.5], rtol=1e-10)
     assert st.nu[0] == 0 and st.nu[1] > 0
     # An empty slab (x2 <= -0.6 and x2 >= 0.3) is infeasible: recovery balances the two.
-    st, x = _step(I2, np.array([1.0, 0.0]), B, [0.6, 0.3], 0.5)
+    st, x = exact_step(I2, np.array([1.0, 0.0]), B, [0.6, 0.3], 0.5)
     assert st.case == "recovery"
     assert x[1] + 0.6 == pytest.approx(-x[1] + 0.3, abs=1e-7)
 
 
 def test_duplicated_constraint_equals_single():
     rng = np.random.default_rng(3)
-    H, g, B, c, delta = _instance(rng, 1, 0.2, 0.6)
-    single, x1 = _step(H, g, B, c, delta)
-    double, x2 = _step(H, g, np.hstack([B, 2 * B]), np.concatenate([c, 2 * c]), delta)
+    H, g, B, c, delta = random_instance(rng, 1, 0.2, 0.6)
+    single, x1 = exact_step(H, g, B, c, delta)
+    double, x2 = exact_step(H, g, np.hstack([B, 2 * B]), np.concatenate([c, 2 * c]), delta)
     assert single.case == double.case == "feasible"
-    assert _rel(x2, x1) <= 1e-9
+    assert rel_error(x2, x1) <= 1e-9
 
 
 def test_reward_gradient_parallel_to_cost_gradient():
     """g = 2b: the reward is flat on the binding face; the minimum-KL point of it is taken."""
-    st, x = _step(np.eye(2), np.array([0.0, 2.0]), np.array([[0.0], [1.0]]), [-0.1], 0.5)
+    st, x = exact_step(np.eye(2), np.array([0.0, 2.0]), np.array([[0.0], [1.0]]), [-0.1], 0.5)
     assert st.case == "feasible"
     np.testing.assert_allclose(x, [0, 0.1], atol=1e-12)
     assert st.lam == 0 and st.nu[0] == pytest.approx(2.0)
-
-
-# ----------------------------------------------------------------------------- degenerate
-
-
-def test_zero_cost_gradient_satisfied_is_ignored():
-    rng = np.random.default_rng(5)
-    H, g, B, c, delta = _instance(rng, 1, 0.2, 0.6)
-    ref, x_ref = _step(H, g, B, c, delta)
-    for c0 in (-0.3, 0.0):
-        st, x = _step(H, g, np.hstack([B, np.zeros_like(B)]), np.append(c, c0), delta)
-        assert st.case == ref.case and st.unfixable == ()
-        assert _rel(x, x_ref) <= 1e-9 and st.nu[1] == 0 and st.beta[1] == 0
-
-
-def test_zero_cost_gradient_violated_is_unfixable():
-    rng = np.random.default_rng(6)
-    H, g, B, c, delta = _instance(rng, 1, -0.5, 0.5)
-    q, r, S, Hg, HB = _gram(H, g, B)
-    # Only constraint 1 is violated and no step can move it: recover on constraint 0.
-    st, x = _step(H, g, np.hstack([B, np.zeros_like(B)]), np.append(c, 0.2), delta)
-    assert st.case == "recovery" and st.unfixable == (1,)
-    np.testing.assert_allclose(x, -math.sqrt(2 * delta / S[0, 0]) * HB[:, 0], rtol=1e-9)
-    # Alone it gives a zero step.
-    st = solve_step(q, [0.0], [[0.0]], [0.2], delta)
-    assert (st.case, st.alpha, st.beta[0], st.unfixable) == ("recovery", 0.0, 0.0, (0,))
-    # A gradient the trust region can move by a 1e-14 fraction of the margin counts as zero.
-    st = solve_step(q, [0.0], [[1e-30 / (2 * delta)]], [0.2], delta)
-    assert st.unfixable == (0,) and st.beta[0] == 0
-
-
-def test_zero_reward_gradient():
-    I2, b = np.eye(2), np.array([[0.0], [1.0]])
-    st, x = _step(I2, np.zeros(2), b, [-0.3], 0.5)  # nothing to gain, nothing to fix
-    assert (st.case, st.lam) == ("unconstrained", 0.0) and not np.any(x)
-    st, x = _step(I2, np.zeros(2), b, [0.3], 0.5)  # feasible: any feasible step is optimal
-    assert st.case == "feasible" and x[1] + 0.3 <= 0 and x @ x <= 1 + 1e-12
-    st, x = _step(I2, np.zeros(2), b, [1.3], 0.5)
-    assert st.case == "recovery"
-    np.testing.assert_allclose(x, [0, -1], atol=1e-12)
-
-
-def test_constraint_out_of_reach_is_left_out():
-    """c_hat <= -1: no step in the trust region reaches the limit; the other one binds."""
-    I3, g = np.eye(3), np.array([1.0, 1.0, 1.0])
-    st, x = _step(I3, g, I3[:, 1:], [-1.5, 0.2], 0.5)
-    assert st.nu[0] == 0 and x[2] == pytest.approx(-0.2)
-    assert x[0] == pytest.approx(x[1]) and x @ x == pytest.approx(1.0)
-
-
-def test_near_the_feasibility_boundary():
-    for eps in (1e-6, 1e-10, 1e-14):
-        st = solve_step(1.0, [0.3], [[1.0]], [1 - eps], 0.5)
-        cf = closed_form_step(1.0, 0.3, 1.0, 1 - eps, 0.5)
-        assert st.case == cf.case == "feasible"
-        assert st.alpha == pytest.approx(cf.alpha, rel=1e-6)
-        assert st.beta[0] == pytest.approx(cf.beta, rel=1e-9)
-
-
-def test_scale_invariance():
-    """Rescaling g, or one cost (b_i, c_i) together, changes the coefficients, not the step."""
-    rng = np.random.default_rng(9)
-    H, g, B, c, delta = _instance(rng, 3, -0.8, 0.8)
-    _, x = _step(H, g, B, c, delta)
-    k = np.array([1e-3, 1.0, 1e3])
-    st, x_scaled = _step(H, 1e4 * g, B * k, c * k, delta)
-    assert _rel(x_scaled, x) <= 1e-9
-
-
-def test_predictions_are_the_step_first_order_effects():
-    rng = np.random.default_rng(10)
-    for _ in range(6):
-        H, g, B, c, delta = _instance(rng, 2)
-        st, x = _step(H, g, B, c, delta)
-        assert st.predicted_reward_gain == pytest.approx(g @ x, rel=1e-9, abs=1e-12)
-        np.testing.assert_allclose(st.predicted_cost_change, B.T @ x, rtol=1e-9, atol=1e-12)
-        assert st.predicted_kl == pytest.approx(0.5 * x @ H @ x, rel=1e-9)
-        assert st.predicted_kl == pytest.approx(delta, rel=1e-9)  # the trust region binds
-
-
-# ----------------------------------------------------------------------------- failure
-
-
-def _raise(*args, **kwargs):
-    raise cp.error.SolverError("forced failure")
-
-
-def test_dual_solver_error_gives_failed_no_step(monkeypatch):
-    monkeypatch.setattr(cpo._dual_solver(1).problem, "solve", _raise)
-    st = solve_step(1.0, [0.0], [[1.0]], [0.5], 0.5)
-    assert st.case == "failed" and "SolverError" in st.solver_status
-    assert st.alpha == 0 and not np.any(st.beta) and st.predicted_kl == 0
-    assert math.isnan(st.lam) and np.all(np.isnan(st.nu))
-    fields = json.loads(json.dumps(st.audit_fields(), allow_nan=False))
-    assert fields["lambda"] is None and fields["nu"] == [None] and fields["case"] == "failed"
-    monkeypatch.undo()
-    assert solve_step(1.0, [0.0], [[1.0]], [0.5], 0.5).case == "feasible"
-
-
-def test_recovery_solver_error_gives_failed(monkeypatch):
-    monkeypatch.setattr(cpo._recovery_solver(2).problem, "solve", _raise)
-    st = solve_step(1.0, [0.0, 0.0], np.eye(2), [0.8, 0.9], 0.5)
-    assert st.case == "failed" and st.solver_status.startswith("recovery")
-
-
-def test_non_optimal_status_gives_failed(monkeypatch):
-    problem = cpo._dual_solver(1).problem
-    original = problem.solve
-    monkeypatch.setattr(problem, "solve", lambda **kw: original(**{**kw, "max_iter": 1}))
-    st = solve_step(1.0, [0.0], [[1.0]], [0.5], 0.5)
-    assert st.case == "failed" and st.solver_status.startswith("dual")
-    assert st.alpha == 0
-
-
-def test_unpolished_fallback_is_close(monkeypatch):
-    """Without the polish the solver's own point is used: feasible, within the trust region."""
-    rng = np.random.default_rng(13)
-    instances = [_instance(rng, 2, *lims) for lims in [(-0.6, 0.8)] * 3 + [(0.6, 1.6)] * 3]
-    exact = [_step(*inst) for inst in instances]
-    monkeypatch.setattr(cpo, "polish_dual", lambda *a: None)
-    monkeypatch.setattr(cpo, "polish_recovery", lambda *a: None)
-    for (H, g, B, c, delta), (ref, x_ref) in zip(instances, exact, strict=True):
-        st, x = _step(H, g, B, c, delta)
-        assert st.case == ref.case and not st.polished
-        assert _rel(x, x_ref) <= 1e-3  # about sqrt(solver tolerance); the polish gives 1e-12
-        assert 0.5 * x @ H @ x <= delta * (1 + 1e-9)
-
-
-def test_wrong_solver_answer_is_refused(monkeypatch):
-    """A solver 'optimal' point that breaks a constraint is never passed on as a step."""
-    solver = cpo._dual_solver(1)
-    monkeypatch.setattr(cpo, "polish_dual", lambda *a: None)
-    monkeypatch.setattr(solver, "solve", lambda *a: (cpo._Solved(True, cp.OPTIMAL, 0.1), 1.0,
-                                                     np.zeros(1)))  # the TRPO step: x2 = 0
-    st = solve_step(1.0, [0.0], [[1.0]], [0.5], 0.5)
-    assert st.case == "failed" and "KKT" in st.solver_status and st.alpha == 0
-
-
-# ----------------------------------------------------------------------------- input
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        ((1.0, [0.0], [[1.0]], [np.nan], 0.5), "c: expected finite"),
-        ((1.0, [0.0], [[1.0]], [0.1], 0.0), "delta"),
-        ((1.0, [0.0, 0.0], [[1.0]], [0.1, 0.2], 0.5), "S: expected shape"),
-        ((-1.0, [0.0], [[1.0]], [0.1], 0.5), ">= 0"),
-    ],
-)
-def test_bad_input_raises(args, message):
-    with pytest.raises(ValueError, match=message):
-        solve_step(*args)
-
-
-def test_audit_fields_are_json():
-    st = solve_step(1.0, [0.0, 0.1], np.eye(2), [0.5, -0.2], 0.01)
-    fields = json.loads(json.dumps(st.audit_fields(), allow_nan=False))
-    assert fields["case"] == st.case and fields["lambda"] == pytest.approx(st.lam)
-    assert len(fields["nu"]) == 2 and fields["solve_time_ms"] >= 0

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
+from safe_trpo.record import signoff
 from safe_trpo.record.audit import AuditLog
 
 DEFAULT_COSTS = {"temperature": [7.0, 5.5, 4.0, 3.0], "valve_wear": [1.0, 2.5, 1.5, 0.5]}
@@ -155,6 +159,15 @@ def head(run_dir: Path) -> tuple[int, str]:
     return last["seq"], last["hash"]
 
 
+
+def sign(run_dir: Path, decision: str = "approve", reviewer: str = "Ada", comment: str = "ok",
+         allowed: tuple[str, ...] | None = None) -> dict:
+    """Sign the run off as the app would, on the head the reviewer was shown."""
+    seq, hash_ = head(run_dir)
+    return signoff.append_signoff(run_dir, key=make_key(reviewer, "model-risk reviewer"),
+                                  decision=decision, comment=comment, displayed_seq=seq,
+                                  displayed_hash=hash_, allowed=allowed)
+
 def make_malformed(root: Path) -> dict[str, str]:
     """One folder per kind of damage; returns {run_id: the integrity the list should show}."""
     root = Path(root)
@@ -203,3 +216,24 @@ def open_app(**query: str) -> AppTest:
 def texts(elements) -> str:
     """The text shown: markdown sources with the app's backslash escapes (``runs.md``) read."""
     return re.sub(r"\\(.)", r"\1", "\n".join(str(e.value) for e in elements))
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str,
+               interval: float = 0.2) -> Any:
+    """Poll ``check()`` until it returns something truthy; TimeoutError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate ``proc``, killing it if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

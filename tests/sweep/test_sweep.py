@@ -1,4 +1,4 @@
-"""Sweeps: parsing, the summary's arithmetic, and small real sweeps on the local and Ray backends.
+"""Sweeps: small real sweeps on the local and Ray backends.
 
 The real sweeps train a tiny SpeedLimit scenario (3 updates of 200 steps); each sweep still starts
 worker processes (seconds of imports each), so the file keeps to a few small sweeps.
@@ -6,7 +6,6 @@ worker processes (seconds of imports each), so the file keeps to a few small swe
 
 from __future__ import annotations
 
-import glob
 import json
 import multiprocessing
 import os
@@ -16,50 +15,21 @@ import threading
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import pytest
 
 import safe_trpo.sweep.runner as sweep
-from envs.speed_limit import SpeedLimitEnv
-from safe_trpo.config import data_file_hashes, load_scenario
 from safe_trpo.errors import UserError
-from safe_trpo.record.audit import AuditLog, read_lines, verify_run
-from safe_trpo.sweep.plan import Job, parse_seeds, parse_sets, plan_sweep, split_values
+from safe_trpo.record.audit import read_lines, verify_run
+from safe_trpo.sweep.plan import plan_sweep
 from safe_trpo.sweep.runner import run_sweep
 from safe_trpo.sweep.summary import (
     FINAL_WINDOW,
-    config_summary,
-    find_done_run,
     find_sweeps,
     job_record,
     load_summary,
-    render_html,
-    run_result,
-    spread,
     sweep_run_dirs,
 )
-
-TINY = """
-[env]
-id = "SafeTRPO/SpeedLimit-v0"
-num_envs = 2
-kwargs = { episode_steps = 50 }
-[algo]
-name = "cpo"
-steps_per_update = 200
-total_steps = 600
-hidden_sizes = [8]
-critic_epochs = 1
-[[constraints]]
-name = "speed"
-limit = 10.0
-"""
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+from tests.sweep.fixtures import TINY, write
 
 
 def final_mean(run_dir: Path, get) -> float:
@@ -71,199 +41,6 @@ def final_mean(run_dir: Path, get) -> float:
 def attempt_lines(sweep_dir: Path) -> dict[str, int]:
     return {p.parent.name: len(p.read_text().splitlines())
             for p in sweep_dir.glob("runs/*/attempts.jsonl")}
-
-
-# ---------------------------------------------------------------- parsing
-
-
-@pytest.mark.parametrize("text, seeds", [("5", [5]), ("0-3", [0, 1, 2, 3]), ("0,3,7", [0, 3, 7]),
-                                         ("0-2,8", [0, 1, 2, 8]), (" 4 - 5 , 9", [4, 5, 9])])
-def test_seed_syntax(text: str, seeds: list[int]) -> None:
-    assert parse_seeds(text) == seeds
-
-
-@pytest.mark.parametrize("text, message", [("", "expected"), ("a", "expected"), ("-1", "expected"),
-                                           ("5-2", "backwards"), ("0-3,2", "twice")])
-def test_bad_seeds_are_refused(text: str, message: str) -> None:
-    with pytest.raises(UserError, match=message):
-        parse_seeds(text)
-
-
-def test_values_split_only_on_top_level_commas() -> None:
-    assert split_values("[32,32],[64, 64]") == ["[32,32]", "[64, 64]"]
-    assert split_values("'a,b',\"c,d\",e") == ["'a,b'", '"c,d"', "e"]
-    assert split_values("{ x = 1, y = 2 },0.5") == ["{ x = 1, y = 2 }", "0.5"]
-    for bad in ("1,,2", "[1,2", "'open"):
-        with pytest.raises(UserError):
-            split_values(bad)
-
-
-def test_sets_parse_and_refuse_what_the_sweep_owns() -> None:
-    assert parse_sets(["algo.target_kl=0.01,0.02", "constraints.speed.limit=5"]) == \
-        [("algo.target_kl", ["0.01", "0.02"]), ("constraints.speed.limit", ["5"])]
-    cases = ((["target_kl=1"], "section.key"), (["run.seed=1,2"], "--seeds"),
-             (["run.out_dir=x"], "--out"), (["algo.gamma=0.9", "algo.gamma=0.8"], "twice"),
-             (["algo.gamma=0.9,0.9"], "twice"))
-    for bad, message in cases:
-        with pytest.raises(UserError, match=message):
-            parse_sets(bad)
-
-
-def test_plan_is_the_product_with_deterministic_names(tmp_path: Path) -> None:
-    scenario = write(tmp_path / "tiny.toml", TINY)
-    sets = ["algo.target_kl=0.01,0.02", "constraints.speed.limit=5,10", "algo.hidden_sizes=[8,8]"]
-    plan = plan_sweep([scenario], "0-2", sets, tmp_path / "out")
-    assert len(plan.jobs) == 2 * 2 * 1 * 3
-    labels = sorted({j.label for j in plan.jobs})
-    assert "tiny[target_kl=0.02,limit=5,hidden_sizes=[8,8]]" in labels and len(labels) == 4
-    assert len({j.job_dir for j in plan.jobs}) == len(plan.jobs)
-    again = plan_sweep([scenario], "0-2", sets, tmp_path / "out")
-    assert again.sweep_id == plan.sweep_id and again.jobs == plan.jobs
-    assert plan_sweep([scenario], "0-1", sets, tmp_path / "out").sweep_id != plan.sweep_id
-    write(scenario, TINY.replace("limit = 10.0", "limit = 11.0"))
-    assert plan_sweep([scenario], "0-2", sets, tmp_path / "out").sweep_id != plan.sweep_id
-
-
-def test_a_configuration_that_does_not_load_stops_the_sweep_before_it_starts(
-        tmp_path: Path) -> None:
-    scenario = write(tmp_path / "tiny.toml", TINY)
-    with pytest.raises(UserError, match="target_kl"):
-        plan_sweep([scenario], "0", ["algo.target_kl=0.01,-1"], tmp_path / "out")
-    with pytest.raises(UserError, match="same scenario"):
-        plan_sweep([scenario], "0", ["algo.target_kl=0.01,1e-2"], tmp_path / "out")
-
-
-# ---------------------------------------------------------------- summary arithmetic
-
-
-def fake_run(run_dir: Path, returns: list, costs: list, status: str = "completed",
-             data_files: list | None = None) -> Path:
-    """A run folder with a real audit chain and the given per-update return/cost values;
-    ``data_files`` as the trainer records them (``config.data_file_hashes``)."""
-    run_dir.mkdir(parents=True)
-    log = AuditLog(run_dir)
-    log.append("run_started", scenario={"constraints": [{"name": "speed", "limit": 10.0}]},
-               data_files=data_files or [])
-    for i, (ret, cost) in enumerate(zip(returns, costs, strict=True)):
-        log.append("update", update=i, return_mean=ret,
-                   constraints=[{"name": "speed", "limit": 10.0, "ep_cost": cost}])
-    log.append("run_finished", status=status, updates=len(returns), env_steps=0, reason="")
-    log.close()
-    return run_dir
-
-
-def test_final_metrics_average_the_last_rows_and_never_guess_unknowns(tmp_path: Path) -> None:
-    run = fake_run(tmp_path / "a", [1.0, 2.0, None, 4.0, 5.0, 6.0, 7.0],
-                   [20.0, 20.0, 9.0, None, 11.0, 3.0, 1.0])
-    result = run_result(run)
-    assert result["final_return"] == pytest.approx((4 + 5 + 6 + 7) / 4)  # last 5 rows, non-null
-    assert result["final_costs"]["speed"] == pytest.approx((9 + 11 + 3 + 1) / 4)
-    # The window's mean (6) is within the limit 10, but one of its rows (11) was over: the
-    # verdict's rule (record.verdict, as in the review app) says not within.
-    assert result["within_limits"] is False and result["verified"]
-    unknown = run_result(fake_run(tmp_path / "b", [1.0] * 6, [30.0] + [None] * 5))
-    assert unknown["final_costs"]["speed"] is None and unknown["within_limits"] is None
-
-
-def test_spread_and_fraction_within_limits_against_numpy_free_reference() -> None:
-    values = [3.0, 1.0, 4.0, 1.5, 9.0]
-    s = spread(values)
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    assert s["median"] == statistics.median(values) and (s["q25"], s["q75"]) == pytest.approx(
-        (q[0], q[2]))
-    assert (s["min"], s["max"], s["n"]) == (1.0, 9.0, 5) and spread([]) is None
-    runs = [{"state": "completed", "final_return": 1.0, "limits": {"speed": 10.0},
-             "final_costs": {"speed": c}, "within_limits": w}
-            for c, w in ((5.0, True), (12.0, False), (None, None))]
-    runs.append({"state": "failed"})
-    c = config_summary("x", "x", [], runs)
-    assert (c["n_runs"], c["n_completed"], c["n_failed"]) == (4, 3, 1)
-    assert c["frac_within_all_limits"] == pytest.approx(1 / 3)  # unknown counts as not within
-    assert c["constraints"][0]["n_unknown"] == 1
-    assert c["constraints"][0]["ep_cost"]["median"] == statistics.median([5.0, 12.0])
-
-
-def test_only_a_completed_verified_run_counts_as_done(tmp_path: Path) -> None:
-    job_dir = tmp_path / "job"
-    assert find_done_run(job_dir) is None
-    fake_run(job_dir / "r1", [1.0], [0.0], status="interrupted")
-    assert find_done_run(job_dir) is None
-    good = fake_run(job_dir / "r2", [1.0], [0.0])
-    assert find_done_run(job_dir) == good
-    lines = (good / "audit.jsonl").read_text().replace('"return_mean":1.0', '"return_mean":9.0')
-    (good / "audit.jsonl").write_text(lines)  # tampered: no longer done, so it would re-run
-    assert not verify_run(good).ok and find_done_run(job_dir) is None
-
-
-def test_a_changed_data_file_makes_a_done_job_run_again(tmp_path: Path, monkeypatch) -> None:
-    prices = write(tmp_path / "prices.csv", "date,close\n2024-01-02,100\n")
-    scenario = write(tmp_path / "tiny.toml", TINY.replace(
-        "[algo]", '[env.data_files]\nprices = "prices.csv"\n[algo]'))
-    out = tmp_path / "out"
-    plan = plan_sweep([scenario], "0", [], out, make_reports=False)
-    (job,) = plan.jobs
-    recorded = data_file_hashes(load_scenario(scenario, [f"run.seed={job.seed}"]))
-    run = fake_run(Path(job.job_dir) / "r1", [1.0], [0.0], data_files=recorded)
-    assert find_done_run(Path(job.job_dir), job.data_files) == run
-    assert job_record(job, plan.sweep_dir)["state"] == "completed"
-
-    write(prices, "date,close\n2024-01-02,101\n")  # the data changed, the scenario did not
-    again = plan_sweep([scenario], "0", [], out, make_reports=False)
-    assert again.sweep_id == plan.sweep_id and again.jobs[0].job_dir == job.job_dir
-    assert find_done_run(Path(job.job_dir), again.jobs[0].data_files) is None
-    record = job_record(again.jobs[0], again.sweep_dir)
-    assert record["state"] == "pending" and "data files changed" in record["reason"]
-    executed = []
-    monkeypatch.setattr(sweep, "_execute", lambda jobs, *a: executed.extend(jobs))
-    summary = run_sweep(again, "local", echo=lambda _: None)
-    assert executed == list(again.jobs) and summary["last_invocation"] == {"skipped": 0, "ran": 1}
-
-
-def test_run_result_counts_updates_redone_after_a_resume_once(tmp_path: Path) -> None:
-    """Updates 0..9, crash, resumed from_update=8, updates 8..11 (the trainer's shape)."""
-    run = tmp_path / "run"
-    run.mkdir()
-    with AuditLog(run) as log:
-        log.append("run_started", scenario={"constraints": [{"name": "speed", "limit": 10.0}]})
-        rows = [(i, float(i), 1.0) for i in range(8)] + [(8, 500.0, 99.0), (9, 500.0, 99.0)]
-        for i, ret, cost in rows:
-            log.append("update", update=i, return_mean=ret, episodes=4,
-                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": cost,
-                                     "episodes_over": int(cost > 10) * 4}])
-        log.append("resumed", from_update=8, checkpoint="checkpoints/update_000008.pt",
-                   cut_tail=None)
-        for i in range(8, 12):
-            log.append("update", update=i, return_mean=float(i), episodes=4,
-                       constraints=[{"name": "speed", "limit": 10.0, "ep_cost": 1.0,
-                                     "episodes_over": 0}])
-        log.append("run_finished", status="completed", updates=12, env_steps=0, reason="")
-    result = run_result(run)
-    assert (result["updates"], result["superseded_updates"]) == (12, 2)
-    assert result["final_return"] == pytest.approx(statistics.fmean(range(7, 12)))
-    assert result["final_costs"]["speed"] == 1.0 and result["within_limits"] is True
-
-
-def test_an_attempt_that_never_finished_is_reported_failed(tmp_path: Path) -> None:
-    job = Job("s.toml", (), 0, "s", "s", str(tmp_path / "job"))
-    write(tmp_path / "job" / "attempts.jsonl", json.dumps({"event": "started", "attempt": 1}))
-    record = job_record(job, tmp_path)
-    assert record["state"] == "failed" and "never finished" in record["reason"]
-    fresh = job_record(Job("s.toml", (), 1, "s", "s", str(tmp_path / "other")), tmp_path)
-    assert fresh["state"] == "pending"
-
-
-def test_html_escapes_every_value_and_fetches_nothing() -> None:
-    evil = "<script>alert(1)</script>"
-    run = {"seed": 0, "state": "failed", "attempts": 1, "verify": evil, "reason": evil,
-           "run_dir": 'runs/a"b', "report": None, "final_return": None, "final_costs": {},
-           "within_limits": None}
-    summary = {"sweep_id": evil, "updated": "t", "seeds": [0], "backend": "local",
-               "scenarios": [{"path": evil, "sha256": "0" * 64}], "method": {"text": evil},
-               "configurations": [config_summary(evil, "k", [evil], [run])]}
-    page = render_html(summary)
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert 'href="runs/a%22b/"' in page
-    assert "http://" not in page and "https://" not in page and "<img" not in page
 
 
 # ---------------------------------------------------------------- real sweeps
@@ -379,40 +156,14 @@ def test_a_job_failing_before_its_run_folder_is_logged_not_raised(tmp_path: Path
     assert record["state"] == "failed" and "Nope-v0" in record["reason"]
 
 
-class BlockedOnFirstAttempt(SpeedLimitEnv):
-    """SpeedLimit, except that on its job's first attempt it touches ``ready`` and pauses 5 s
-    (its neighbour's worker dies meanwhile); later attempts run normally."""
-
-    def __init__(self, attempts_glob: str = "", ready: str = "", **kwargs) -> None:
-        (attempts,) = glob.glob(attempts_glob)
-        first = Path(attempts).read_text().count('"started"') == 1
-        if first and not Path(ready).exists():
-            Path(ready).touch()
-            time.sleep(5)
-        super().__init__(**kwargs)
-
-
-class SelfKillingEnv(gym.Env):
-    """Kills the worker process that builds it, as an out-of-memory kill would, once the file
-    ``wait_for`` exists (so that the neighbouring job is mid-run when the pool breaks)."""
-
-    def __init__(self, wait_for: str = "", **kwargs) -> None:
-        if multiprocessing.parent_process() is None:  # never the test process itself
-            raise RuntimeError("SelfKillingEnv only runs inside a sweep worker")
-        deadline = time.monotonic() + 60
-        while not Path(wait_for).exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def test_a_worker_that_dies_fails_only_its_own_job(tmp_path: Path) -> None:
     out, ready = tmp_path / "out", json.dumps(str(tmp_path / "ready"))
     attempts = json.dumps(f"{out}/sweeps/*/runs/good-*/attempts.jsonl")
     good = write(tmp_path / "good.toml", TINY.replace(
-        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.test_sweep:BlockedOnFirstAttempt"').replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.fixtures:BlockedOnFirstAttempt"').replace(
         "episode_steps = 50", f"episode_steps = 50, attempts_glob = {attempts}, ready = {ready}"))
     killer = write(tmp_path / "killer.toml", TINY.replace(
-        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.test_sweep:SelfKillingEnv"').replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.fixtures:SelfKillingEnv"').replace(
         "episode_steps = 50", f"wait_for = {ready}"))
     plan = plan_sweep([good, killer], "0", [], out, make_reports=False)
     state = {c["label"]: c["runs"][0] for c in run_sweep(plan, "local")["configurations"]}
@@ -422,26 +173,11 @@ def test_a_worker_that_dies_fails_only_its_own_job(tmp_path: Path) -> None:
     assert state["killer"]["attempts"] == 2, "once beside the other job, once alone"
 
 
-class SlowSpeedLimit(SpeedLimitEnv):
-    """SpeedLimit at about 2 ms a step, touching ``ready`` on its first step (the trainer is in
-    its loop by then, with its SIGTERM handler installed)."""
-
-    def __init__(self, ready: str = "", **kwargs) -> None:
-        self.ready = ready
-        super().__init__(**kwargs)
-
-    def step(self, action):
-        if not Path(self.ready).exists():
-            Path(self.ready).touch()
-        time.sleep(0.002)
-        return super().step(action)
-
-
 def test_sigterm_stops_the_workers_and_still_writes_the_summary(tmp_path: Path) -> None:
     ready = tmp_path / "ready"
     # Left alone this run takes well over a minute (100 updates of 100 slow steps per copy).
     scenario = write(tmp_path / "slow.toml", TINY.replace(
-        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.test_sweep:SlowSpeedLimit"').replace(
+        '"SafeTRPO/SpeedLimit-v0"', '"tests.sweep.fixtures:SlowSpeedLimit"').replace(
         "episode_steps = 50", f"episode_steps = 50, ready = {json.dumps(str(ready))}").replace(
         "total_steps = 600", "total_steps = 20000"))
     plan = plan_sweep([scenario], "0", [], tmp_path / "out", make_reports=False)

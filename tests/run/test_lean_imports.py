@@ -1,0 +1,59 @@
+"""A job imports only what it uses: plain TRPO training loads no cvxpy, Streamlit, matplotlib,
+Ray or pandas (each costs a fresh process up to seconds of imports), while a CPO run does load
+cvxpy, so the check can tell the two apart. Each case is a fresh interpreter that trains one
+small update through the CLI's own entry and then lists what it imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("cvxpy", "streamlit", "matplotlib", "ray", "pandas", "scipy", "sympy", "torch._dynamo")
+
+SCRIPT = """
+import json, sys
+from safe_trpo.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def modules_after(*argv: str) -> set[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, out.stdout
+    return set(result["modules"])
+
+
+def loaded(modules: set[str], name: str) -> bool:
+    return any(m == name or m.startswith(name + ".") for m in modules)
+
+
+def one_update(scenario: str, out: Path, steps: int) -> list[str]:
+    return ["train", str(ROOT / "scenarios" / scenario), "--no-progress", "--out", str(out),
+            "--set", f"algo.steps_per_update={steps}", "--set", f"algo.total_steps={steps}",
+            "--set", "algo.critic_epochs=1"]
+
+
+def test_plain_trpo_training_imports_no_heavy_library(tmp_path: Path) -> None:
+    modules = modules_after(*one_update("pendulum_trpo.toml", tmp_path, 256))
+    assert "safe_trpo.run.trainer" in modules and "torch" in modules  # it did train
+    assert [name for name in HEAVY if loaded(modules, name)] == []
+    for package in ("report", "review", "sweep", "finance"):
+        assert not loaded(modules, f"safe_trpo.{package}"), package
+    assert not loaded(modules, "envs.portfolio")
+
+
+@pytest.mark.parametrize("name", ["cvxpy"])
+def test_a_cpo_run_does_load_the_solver(tmp_path: Path, name: str) -> None:
+    modules = modules_after(*one_update("speed_limit_cpo.toml", tmp_path, 200))
+    assert loaded(modules, name)
