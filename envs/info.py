@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import inspect
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,3 +104,49 @@ def _field_docstrings(cls: type) -> dict[str, str]:
                 and isinstance(after.value.value, str):
             out[node.target.id] = " ".join(after.value.value.split())
     return out
+
+
+def _entry_module(env_id: str) -> str | None:
+    """The module an id's environment lives in: a registered id's entry point, or the module
+    part of a ``module:Class`` id."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the SafeTRPO/* environments)
+
+    if env_id in gym.registry:
+        entry = gym.spec(env_id).entry_point
+        target = entry if isinstance(entry, str) else getattr(entry, "__module__", None)
+    elif ":" in env_id:
+        target = env_id
+    else:
+        return None
+    return target.partition(":")[0] if target else None
+
+
+def _may_import(module_name: str, env_id: str) -> bool:
+    """Only what is imported anyway: the module of a registered id (registered by code already
+    running), this project's ``envs``, or a module already loaded. An id read from a scenario or
+    a received record never makes this lookup import anything else (the report and the review
+    app call it on such ids); building the environment is where trust is checked."""
+    registered = ":" not in env_id
+    shipped = module_name == "envs" or module_name.startswith("envs.")
+    return registered or shipped or module_name in sys.modules
+
+
+def env_info(env_id: str) -> EnvInfo | None:
+    """The ``EnvInfo`` of ``env_id``, or None when its module does not define one, cannot be
+    imported (building the environment reports that) or may not be imported here."""
+    module_name = _entry_module(env_id)
+    while module_name:
+        if not _may_import(module_name, env_id):
+            return None
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # noqa: BLE001  (a broken third-party module: make_env says why)
+            return None
+        info = getattr(module, "ENV_INFO", None)
+        # A package's ENV_INFO may be another env's: a registered id must match its own.
+        if info is not None and (":" in env_id or getattr(info, "env_id", None) == env_id):
+            return info
+        module_name = module_name.rpartition(".")[0]  # then the package that holds it
+    return None

@@ -13,7 +13,7 @@ import contextlib
 import os
 from typing import Any
 
-from envs.fmu.parallel import Chunk, EnvFn, WorkerError, _portable
+from envs.fmu.chunk import Chunk, EnvFn, WorkerError, _portable
 from safe_trpo.errors import UserError
 
 

@@ -30,8 +30,7 @@ the margin in units of the largest change of cost i the trust region allows. The
 Gram matrix G = [[1, r_hat^T], [r_hat, S_hat]] is PSD, and with a factor W (W^T W = G) the
 numerator of D is ||W [1; -nu]||^2, so D is ``quad_over_lin`` of an affine expression: a DPP
 problem whose Parameters (W, c_hat) are refreshed each update. W comes from an eigen-
-decomposition with negative eigenvalues clipped, so a singular G (collinear or zero cost
-gradients, inexact CG) is fine.
+decomposition with negative eigenvalues clipped, so a singular G is fine.
 
 Order of work: the TRPO step sqrt(2 delta / q) H^-1 g is checked first (no solve); when a
 constraint is violated now, the recovery problem below is solved, and its value t* decides

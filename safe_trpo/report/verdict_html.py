@@ -31,7 +31,7 @@ def cost_units(f: RunFacts) -> dict[str, str]:
     if not isinstance(env_id, str):
         return {}
     try:
-        from safe_trpo.run.env_catalog import env_info
+        from envs.info import env_info
 
         info = env_info(env_id)
     except Exception:  # noqa: BLE001  (a report is still written without units)

@@ -40,7 +40,7 @@ def cost_units(lines: list[dict[str, Any]]) -> dict[str, str]:
     if not isinstance(env_id, str):
         return {}
     try:
-        from safe_trpo.run.env_catalog import env_info
+        from envs.info import env_info
 
         info = env_info(env_id)
     except Exception:  # noqa: BLE001  (the charts still show, without units)

@@ -12,49 +12,17 @@ first step instead.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import textwrap
 from typing import Any
 
+from envs.info import env_info
 from safe_trpo.config import Scenario
 from safe_trpo.errors import UserError
 from safe_trpo.run.make_env import env_kwargs
 
 PREFIX = "SafeTRPO/"
 WIDTH = 100  # wrap width of ``safe-trpo envs``
-
-
-def _entry_module(env_id: str) -> str | None:
-    import gymnasium as gym
-
-    import envs  # noqa: F401  (registers the SafeTRPO/* environments)
-
-    if env_id in gym.registry:
-        entry = gym.spec(env_id).entry_point
-        target = entry if isinstance(entry, str) else getattr(entry, "__module__", None)
-    elif ":" in env_id:
-        target = env_id
-    else:
-        return None
-    return target.partition(":")[0] if target else None
-
-
-def env_info(env_id: str) -> Any | None:
-    """The ``EnvInfo`` of ``env_id``, or None when its module does not define one (or cannot
-    be imported: building the environment reports that)."""
-    module_name = _entry_module(env_id)
-    while module_name:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001  (a broken third-party module: make_env says why)
-            return None
-        info = getattr(module, "ENV_INFO", None)
-        # A package's ENV_INFO may be another env's: a registered id must match its own.
-        if info is not None and (":" in env_id or getattr(info, "env_id", None) == env_id):
-            return info
-        module_name = module_name.rpartition(".")[0]  # then the package that holds it
-    return None
 
 
 def check_constraint_names(scenario: Scenario) -> None:

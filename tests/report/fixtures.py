@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from safe_trpo.record.audit import AUDIT_FILE, AuditLog
+from safe_trpo.record.audit import AUDIT_FILE, AuditLog, read_lines
 from safe_trpo.record.signature import sign_fields
 from tests.record.keyfix import make_key
 

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from safe_trpo.record import signoff
 from safe_trpo.record.audit import AuditLog
+from tests.record.keyfix import make_key
 
 DEFAULT_COSTS = {"temperature": [7.0, 5.5, 4.0, 3.0], "valve_wear": [1.0, 2.5, 1.5, 0.5]}
 DEFAULT_LIMITS = {"temperature": 5.0, "valve_wear": 2.0}

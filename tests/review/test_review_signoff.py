@@ -10,6 +10,7 @@ from safe_trpo.errors import UserError
 from safe_trpo.record import audit, signoff
 from safe_trpo.record.audit import AuditLog, verify_run
 from safe_trpo.review import runs
+from tests.record.keyfix import make_key
 from tests.review.fixtures import (
     append,
     head,

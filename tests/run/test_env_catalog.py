@@ -150,3 +150,13 @@ def test_a_sweep_with_a_wrong_cost_name_stops_before_any_run(tmp_path: Path) -> 
         plan_sweep([SCENARIOS / "speed_limit_cpo.toml"], "0",
                    ['constraints.speed.name="sped"'], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_looking_up_an_id_from_data_imports_nothing(tmp_path: Path, monkeypatch) -> None:
+    # The report and the review app look up ids read from received records: a module named
+    # there must not run by being looked up (building the environment is where trust is asked).
+    (tmp_path / "planted_env.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').close()\nENV_INFO = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert env_info("planted_env:Env") is None
+    assert not (tmp_path / "ran").exists()
