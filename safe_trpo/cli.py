@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a run's policy on fresh seeds")
     e.add_argument("run", type=Path)
     e.add_argument("--episodes", type=_positive_int)
-    e.add_argument("--seed", type=int)
+    e.add_argument("--seed", type=_seed)
 
     v = sub.add_parser("verify", help="check a run's audit chain and recorded files")
     v.add_argument("run", type=Path)
@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--out", type=Path, default=Path("reports"))
 
     sub.add_parser("keys", help="list every scenario key with its default and meaning")
+    for command in (t, r, e, sw):
+        command.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                             help="let [env] id = 'MODULE:...' import MODULE (repeatable); "
+                                  "see safe_trpo/run/trust.py")
     return p
 
 
@@ -75,6 +79,15 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    from safe_trpo.config import MAX_SEED
+
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**63-1, got {text}")
     return value
 
 
@@ -110,6 +123,10 @@ def _verify(run: Path) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "trust_module", None):
+        from safe_trpo.run.trust import trust_from_flags
+
+        trust_from_flags(args.trust_module)
     if args.command == "train":
         return _train(args)
     if args.command == "resume":

@@ -213,7 +213,7 @@ def verify_chain_bytes(data: bytes) -> ChainVerdict:
             obj = json.loads(raw.decode("utf-8"))
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return verdict("tampered", i, f"line seq {i}: not valid JSON ({exc})")
         if obj.get("seq") != i:
             return verdict("tampered", i, f"line seq {i}: seq is {obj.get('seq')!r}, expected {i}")
@@ -302,7 +302,7 @@ def read_lines(run_dir: Path) -> list[dict[str, Any]]:
         for raw in f:
             try:
                 obj = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 break
             if isinstance(obj, dict):
                 out.append(obj)
