@@ -83,7 +83,9 @@ class AuditLog:
         self.next_seq = 0
         self.head_hash = GENESIS_HASH
         self.cut_tail: dict[str, Any] | None = None
-        self._file = open(self.path, "ab")  # noqa: SIM115 (held open for the run)
+        # Unbuffered: a write that fails (full disk) must leave no bytes in a buffer that a
+        # later flush could still append after the chain was cut back.
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 (held open for the run)
         # Under the writers' lock a partial last line can only be a crash, never a live
         # writer's line in progress.
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
@@ -145,15 +147,27 @@ class AuditLog:
             obj.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             obj["hash"] = line_hash(obj)
             data = (canonical_json(obj) + "\n").encode("utf-8")
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._write_whole(data)
             self._size += len(data)
             self.next_seq += 1
             self.head_hash = obj["hash"]
             return obj
         finally:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+
+    def _write_whole(self, data: bytes) -> None:
+        """Append ``data`` durably, or leave the file exactly as it was and raise."""
+        fd = self._file.fileno()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            # e.g. ENOSPC after part of the line: cut it back (truncation needs no space) so
+            # the chain still verifies and the run can be resumed once space is freed.
+            os.ftruncate(fd, self._size)
+            raise
 
     def _resync(self) -> None:
         verdict = verify_chain_bytes(self.path.read_bytes())
