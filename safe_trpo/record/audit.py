@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,25 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def regular_file_sha256(path: Path) -> str | None:
+    """SHA-256 of ``path`` if it is a regular file and not a symbolic link, else None.
+
+    For files of a received run folder: a link could point anywhere (a secret to fingerprint,
+    /dev/zero to hang the reader), so it is never followed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def to_jsonable(value: Any) -> Any:
@@ -301,9 +321,13 @@ def verify_run(run_dir: Path) -> RunVerdict:
         latest[rel] = line
     for rel, line in latest.items():
         target = run_dir / rel
-        if not target.is_file():
+        digest = regular_file_sha256(target)
+        if target.is_symlink():
+            problems.append(f"{rel}: is a symbolic link (not followed; recorded at seq "
+                            f"{line['seq']} as a file)")
+        elif digest is None:
             problems.append(f"{rel}: recorded at seq {line['seq']} but missing")
-        elif file_sha256(target) != line["sha256"]:
+        elif digest != line["sha256"]:
             problems.append(f"{rel}: changed since recorded at seq {line['seq']}")
     finished = any(line.get("type") == "run_finished" for line in chain.lines)
     return RunVerdict(chain, problems, finished)
