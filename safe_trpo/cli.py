@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--end")
     b.add_argument("--cost-bps", type=float)
     b.add_argument("--json", type=Path)
+    b.add_argument("--allow-implausible-prices", action="store_true",
+                   help="accept prices outside [1e-9, 1e12] or moving x1000 overnight")
 
     rv = sub.add_parser("review", help="start the Streamlit review app")
     rv.add_argument("--reports", type=Path, default=Path("reports"))
@@ -155,7 +157,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from safe_trpo.finance.backtest import run_backtest_command
 
         return run_backtest_command(args.prices, args.policy, args.start, args.end,
-                                    args.cost_bps, args.json)
+                                    args.cost_bps, args.json, args.allow_implausible_prices)
     if args.command == "review":
         from safe_trpo.review.launch import launch
 

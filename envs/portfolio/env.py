@@ -103,6 +103,9 @@ class PortfolioConfig:
     """Days of the episode's returns the CVaR is computed over (>= 20)."""
     strict: bool = False
     """Refuse, rather than leave out with a warning, tickers with missing prices."""
+    allow_implausible_prices: bool = False
+    """Accept prices outside [1e-9, 1e12] or moving x1000 overnight (refused by default as data
+    errors; see envs/portfolio/validation.py)."""
 
     @property
     def limits(self) -> dict[str, float]:
@@ -136,6 +139,8 @@ def make_config(**kwargs: Any) -> PortfolioConfig:
     if cfg.weight_cap is not None:
         _number(cfg.weight_cap, "weight_cap", "None or a number in (0, 1]", lambda v: 0 < v <= 1)
     _number(cfg.logit_bound, "logit_bound", "a number > 0", lambda v: v > 0)
+    _check(isinstance(cfg.allow_implausible_prices, bool), "allow_implausible_prices",
+           "true or false", cfg.allow_implausible_prices)
     for key in ("drawdown_limit", "concentration_cap", "turnover_cap", "cvar_limit"):
         _number(getattr(cfg, key), key, "a number >= 0", lambda v: v >= 0)
     bounds = {k: _date(getattr(cfg, k), k) for k in ("train_start", "train_end", "test_start",
@@ -304,13 +309,13 @@ def _load_panel(cfg: PortfolioConfig, start: str | None, end: str | None) -> pd.
     """
     strict = cfg.strict or cfg.tickers is not None
     if isinstance(cfg.prices, pd.DataFrame):
-        panel = validate_panel(cfg.prices)
+        panel = validate_panel(cfg.prices, check_plausible=not cfg.allow_implausible_prices)
         # A caller-built panel keeps any extra history before `start` (the backtester's baselines
         # need more than `window` days); only rows after `end` are cut.
         return select_window(panel, None, end, strict=strict, tickers=cfg.tickers,
                              source="prices DataFrame")
     return load_prices(Path(cfg.prices), start, end, strict=strict, tickers=cfg.tickers,
-                       lookback=cfg.window)
+                       lookback=cfg.window, check_plausible=not cfg.allow_implausible_prices)
 
 
 class PortfolioVectorEnv(gym.vector.VectorEnv):

@@ -108,7 +108,8 @@ def backtest(panel: pd.DataFrame, strategies: list[Strategy], env_kwargs: dict[s
 
 
 def run_backtest_command(prices: Path, policy: str, start: str | None, end: str | None,
-                         cost_bps: float | None, json_out: Path | None) -> int:
+                         cost_bps: float | None, json_out: Path | None,
+                         allow_implausible_prices: bool = False) -> int:
     """The ``backtest`` subcommand; returns the exit code, raises UserError on bad input.
 
     Parameters:
@@ -122,6 +123,8 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
         cost_bps: transaction cost in basis points of the traded amount (10 = 0.1%); None = the
             run's ``cost_rate`` (or the env default, 10 bps).
         json_out: where to write the JSON; the PNG goes beside it. None = print only.
+        allow_implausible_prices: accept prices that ``envs.portfolio.validation`` refuses as
+            data errors (outside [1e-9, 1e12], or x1000 overnight).
     """
     prices = Path(prices)
     if json_out is not None and Path(json_out).suffix.lower() == ".png":
@@ -141,10 +144,12 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
                 and 0 <= cost_bps < 5000):
             raise UserError(f"--cost-bps: expected a number in [0, 5000), got {cost_bps}")
         env_kwargs["cost_rate"] = cost_bps / 1e4
+    if allow_implausible_prices:  # the user vouches for the file (validation.py's checks off)
+        env_kwargs["allow_implausible_prices"] = True
     cfg = make_config(prices=prices, **env_kwargs)  # the run's settings, checked before any work
     history = max(cfg.window, BASELINE_HISTORY - 1)
     panel = load_prices(prices, start, end, strict=trained is not None, tickers=tickers,
-                        lookback=history)
+                        lookback=history, check_plausible=not cfg.allow_implausible_prices)
     first = str(panel.index[history].date())
     n_assets = panel.shape[1]
     strategies: list[Strategy] = [make_baseline(b, n_assets) for b in BASELINE_NAMES]
