@@ -8,6 +8,7 @@ dicts, so loading never unpickles code.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,13 @@ def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
         "torch_rng": torch.get_rng_state(), "numpy_rng": state.rng.bit_generator.state,
     }
     tmp = path.with_suffix(".pt.tmp")
+    # Serialised in memory first: torch's zip writer turns a failed write (a full disk) into a
+    # RuntimeError, while a plain write keeps the OSError that says what happened.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     try:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -100,6 +100,7 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def disk_full_error(run_dir: Path, exc: OSError, updates: int) -> UserError:
     """The one line a full disk ends in."""
+    saved = (f"its last checkpoint holds {updates} updates" if updates
+             else "no checkpoint yet, so resume restarts from update 0")
     return UserError(f"{run_dir}: cannot write to the run folder ({exc.strerror}); the record "
-                     f"stays verifiable ({updates} updates done); free space, then "
-                     f"`safe-trpo resume {run_dir}`")
+                     f"still verifies ({saved}); free space, then `safe-trpo resume {run_dir}`")

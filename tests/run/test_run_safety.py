@@ -152,25 +152,44 @@ def limited(max_bytes: int):
     return apply
 
 
-# The audit log outgrows 6 kB first; with [64, 64] networks a checkpoint outgrows 40 kB first.
-@pytest.mark.parametrize(("max_bytes", "hidden"), [(6_000, "[8]"), (40_000, "[64, 64]")])
+def small_tmpfs(folder: Path, kbytes: int) -> bool:
+    """Mount a tmpfs of ``kbytes`` on ``folder`` (a real full disk: ENOSPC); False where this
+    process may not mount (not root), and the caller falls back to a file-size limit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kbytes}k", "tmpfs",
+                           str(folder)], capture_output=True).returncode == 0
+
+
+# The audit log outgrows 6 kB first; with [64, 64] networks a checkpoint outgrows 40 kB first;
+# a 40 kB tmpfs fills wherever it fills.
+@pytest.mark.parametrize(("max_bytes", "hidden", "tmpfs"),
+                         [(6_000, "[8]", False), (40_000, "[64, 64]", False),
+                          (40_000, "[32, 32]", True)])
 def test_a_full_disk_ends_in_one_line_and_the_run_resumes(tmp_path: Path, max_bytes: int,
-                                                          hidden: str) -> None:
+                                                          hidden: str, tmpfs: bool) -> None:
     path = tmp_path / "s.toml"
     path.write_text(SLOW.replace("total_steps = 40000", "total_steps = 2000").replace(
         "checkpoint_every = 1000", "checkpoint_every = 2").replace("[8]", hidden))
-    full = cli("train", str(path), "--out", str(tmp_path / "r"), "--no-progress",
-               preexec_fn=limited(max_bytes))
-    assert full.returncode == 2, full.stderr
-    lines = full.stderr.strip().splitlines()
-    assert len(lines) == 1 and "cannot write to the run folder" in lines[0], full.stderr
-    assert "safe-trpo resume" in lines[0]
-    run_dir = next((tmp_path / "r").iterdir())
-    assert verify_run(run_dir).ok  # nothing half-written is left in the chain
-    assert not list(run_dir.glob("checkpoints/*.tmp"))
-    done = cli("resume", str(run_dir), "--no-progress")  # space freed
-    assert done.returncode == 0, done.stderr
-    assert verify_run(run_dir).ok and read_lines(run_dir)[-1]["status"] == "completed"
+    out = tmp_path / "r"
+    mounted = tmpfs and small_tmpfs(out, max_bytes // 1000)
+    try:
+        limit = {} if mounted else {"preexec_fn": limited(max_bytes)}
+        full = cli("train", str(path), "--out", str(out), "--no-progress", **limit)
+        assert full.returncode == 2, full.stderr
+        lines = full.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot write to the run folder" in lines[0], full.stderr
+        assert "safe-trpo resume" in lines[0]
+        run_dir = next(out.iterdir())
+        assert verify_run(run_dir).ok  # nothing half-written is left in the chain
+        assert not list(run_dir.glob("checkpoints/*.tmp"))
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True)
+        done = cli("resume", str(run_dir), "--no-progress")  # space freed
+        assert done.returncode == 0, done.stderr
+        assert verify_run(run_dir).ok and read_lines(run_dir)[-1]["status"] == "completed"
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(out)], check=False)
 
 
 def test_run_name_cannot_leave_the_output_folder(tmp_path: Path) -> None:
