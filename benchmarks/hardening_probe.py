@@ -123,8 +123,9 @@ def attacks(tmp: Path) -> dict[str, bool]:
 def second_writer(tmp: Path) -> bool:
     """A second ``resume`` while the first trainer runs: refused, or does it write?"""
     # Checkpoints from the first update on: an older resume refuses a run without one, which
-    # would count as blocked for the wrong reason. 200 updates: still running at the end.
-    s = write(tmp / "s.toml", TINY.format(total=40000, every=1))
+    # would count as blocked for the wrong reason. 1000 updates: still running at the end,
+    # however slowly the second process starts on a loaded machine.
+    s = write(tmp / "s.toml", TINY.format(total=200000, every=1))
     proc = subprocess.Popen([sys.executable, "-m", "safe_trpo.cli", "train", str(s), "--out",
                              str(tmp / "r"), "--no-progress"], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
