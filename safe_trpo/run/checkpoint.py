@@ -52,14 +52,16 @@ def spaces_from_spec(spec: dict[str, Any]) -> tuple[spaces.Box, spaces.Space]:
 def new_state(scenario: Scenario, obs_space: spaces.Space, action_space: spaces.Space
               ) -> TrainState:
     a = scenario.algo
-    obs_dim = obs_space.shape[0]
     try:
+        # make_policy refuses unsupported spaces (UserError) before obs_dim is read.
         policy = make_policy(obs_space, action_space, a.hidden_sizes, a.activation,
                              a.init_log_std)
+        obs_dim = obs_space.shape[0]
         critics = nn.ModuleList(ValueNet(obs_dim, a.hidden_sizes, a.activation)
                                 for _ in range(1 + len(scenario.constraints)))
     except (RuntimeError, MemoryError) as exc:  # torch's allocator failing on a huge network
-        raise UserError(f"[algo] hidden_sizes = {a.hidden_sizes!r} with {obs_dim} observations: "
+        raise UserError(f"[algo] hidden_sizes = {a.hidden_sizes!r} with observations of shape "
+                        f"{obs_space.shape}: "
                         f"the networks do not fit in memory "
                         f"({str(exc).splitlines()[0][:120]})") from None
     optim = torch.optim.Adam(critics.parameters(), lr=a.critic_lr, fused=True)
