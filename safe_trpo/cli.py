@@ -35,14 +35,14 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a run's policy on fresh seeds")
     e.add_argument("run", type=Path)
     e.add_argument("--episodes", type=_positive_int)
-    e.add_argument("--seed", type=int)
+    e.add_argument("--seed", type=_seed)
 
     cmp = sub.add_parser("compare", help="a run's policy vs PID / MPC on the same episodes")
     cmp.add_argument("run", type=Path)
     cmp.add_argument("--controllers", default="pid,mpc", help="comma-separated: pid, pid-ff, "
                      "mpc, hold")
     cmp.add_argument("--episodes", type=_positive_int, default=20)
-    cmp.add_argument("--seed", type=int)
+    cmp.add_argument("--seed", type=_seed)
 
     v = sub.add_parser("verify", help="check a run's chain, files, ledger and signatures")
     v.add_argument("run", type=Path)
@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--start")
     b.add_argument("--end")
     b.add_argument("--json", type=Path)
+    b.add_argument("--allow-implausible-prices", action="store_true",
+                   help="accept prices outside [1e-9, 1e12] or moving x1000 overnight")
     _market_args(b)
 
     wf = sub.add_parser("walkforward", help="train on rolling windows, backtest each on the next")
@@ -123,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
                                 "(environment kwargs and cost names: safe-trpo envs)")
     sub.add_parser("envs", help="list every environment: cost names, kwargs, episode length, "
                                 "an example scenario")
+    for command in (t, r, e, sw, cmp, wf):
+        command.add_argument("--trust-module", action="append", default=[], metavar="MODULE",
+                             help="let [env] id = 'MODULE:...' import MODULE (repeatable); "
+                                  "see safe_trpo/run/trust.py")
     return p
 
 
@@ -147,6 +153,15 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    from safe_trpo.config import MAX_SEED
+
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a seed from 0 to 2**63-1, got {text}")
     return value
 
 
@@ -190,6 +205,10 @@ def _record_command(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if getattr(args, "trust_module", None):
+        from safe_trpo.run.trust import trust_from_flags
+
+        trust_from_flags(args.trust_module)
     if args.command == "train":
         return _train(args)
     if args.command == "resume":
@@ -226,7 +245,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from safe_trpo.finance.backtest import run_backtest_command
 
         return run_backtest_command(args.prices, args.policy, args.start, args.end,
-                                    args.cost_bps, args.json, _market(args))
+                                    args.cost_bps, args.json, _market(args),
+                                    args.allow_implausible_prices)
     if args.command == "walkforward":
         from safe_trpo.finance.walkforward import run_walkforward_command
 

@@ -23,6 +23,11 @@ import tomllib
 from safe_trpo.errors import UserError
 
 ALGORITHMS = ("trpo", "cpo", "trpo-lag")
+# torch seeds are 64-bit; resumed runs add an offset to the seed, so keep well below 2**64.
+MAX_SEED = 2**63 - 1
+# Network size limits: far beyond any policy this project trains, well below what would make
+# torch try to allocate terabytes (a typo like 1000000 gets a message, not an allocator crash).
+MAX_WIDTH, MAX_LAYERS = 4096, 8
 
 
 def _f(default: Any, help_: str, *, gt: float | None = None, ge: float | None = None,
@@ -36,7 +41,8 @@ def _f(default: Any, help_: str, *, gt: float | None = None, ge: float | None = 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    id: str = _f("", "Registered Gymnasium id (e.g. 'Pendulum-v1') or 'package.module:Class'.")
+    id: str = _f("", "Registered Gymnasium id (e.g. 'Pendulum-v1'), or 'module:EnvId-vN' / "
+                     "'module:Class' from a module the user trusts (--trust-module).")
     num_envs: int = _f(8, "Parallel env copies; 4-64. Native vector envs step them in one call.",
                        ge=1, le=100_000)
     kwargs: dict = _f({}, "Keyword arguments passed to the environment constructor; "
@@ -110,12 +116,14 @@ class ConstraintConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    seed: int = _f(0, "Seeds torch, numpy and the environments.", ge=0)
+    seed: int = _f(0, "Seeds torch, numpy and the environments; 0 to 2**63-1.", ge=0,
+                   le=MAX_SEED)
     out_dir: str = _f("reports", "Folder in which each run gets its own run folder; relative "
                                  "to the scenario file's folder, like data_files (unset: "
                                  "./reports in the current directory; --out: relative to the "
                                  "current directory).")
-    name: str = _f("", "Run-name prefix; defaults to the scenario file's stem.")
+    name: str = _f("", "Run-name prefix (one folder-name component: no path separators, "
+                       "not '.' or '..'); defaults to the scenario file's stem.")
     checkpoint_every: int = _f(10, "Checkpoint interval in updates (always at the end).", ge=1)
     torch_threads: int = _f(1, "torch intra-op threads; 1 keeps runs reproducible and lets "
                                "sweeps run side by side.", ge=1, le=64)
@@ -128,7 +136,7 @@ class RunConfig:
 class EvalConfig:
     episodes: int = _f(10, "Episodes per evaluation.", ge=1)
     seed: int = _f(1_000_000, "First seed of the evaluation episodes (fresh, not training's).",
-                   ge=0)
+                   ge=0, le=MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -226,11 +234,12 @@ def _check_consistency(s: Scenario, source: str) -> None:
     if s.algo.name in ("cpo", "trpo-lag") and not s.constraints:
         raise UserError(f"{source}: [algo] name = '{s.algo.name}' needs at least one "
                         f"[[constraints]] table")
-    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0
+    if not all(isinstance(h, int) and not isinstance(h, bool) and 0 < h <= MAX_WIDTH
                for h in s.algo.hidden_sizes) \
-            or not s.algo.hidden_sizes:
-        raise UserError(f"{source}: [algo] hidden_sizes: expected a list of positive integers, "
-                        f"got {s.algo.hidden_sizes!r}")
+            or not 0 < len(s.algo.hidden_sizes) <= MAX_LAYERS:
+        raise UserError(f"{source}: [algo] hidden_sizes: expected 1 to {MAX_LAYERS} integers "
+                        f"from 1 to {MAX_WIDTH}, got {s.algo.hidden_sizes!r}"[:300])
+    check_run_name(s.run.name, f"{source}: [run] name")
     for key, value in s.env.data_files.items():
         if not isinstance(value, str):
             raise UserError(f"{source}: [env.data_files] {key}: expected a path string")
@@ -238,6 +247,16 @@ def _check_consistency(s: Scenario, source: str) -> None:
             raise UserError(f"{source}: [env.data_files] {key}: file not found: {value}")
         if key in s.env.kwargs:
             raise UserError(f"{source}: '{key}' is in both [env.kwargs] and [env.data_files]")
+
+
+def check_run_name(name: str, where: str) -> None:
+    """A run name becomes part of a folder name under ``out_dir``: it must be one path
+    component, or a scenario could write anywhere (``name = "../../x"``)."""
+    bad = ("/" in name or "\\" in name or "\0" in name or name in (".", "..")
+           or any(ord(c) < 32 for c in name) or len(name) > 100)
+    if bad:
+        raise UserError(f"{where}: expected one folder-name component (no '/', '\\', control "
+                        f"characters, '.' or '..'; at most 100 characters), got {name!r}")
 
 
 def apply_override(data: dict[str, Any], assignment: str, source: str = "--set") -> None:
@@ -253,6 +272,8 @@ def apply_override(data: dict[str, Any], assignment: str, source: str = "--set")
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise UserError(f"{source} {assignment!r}: value nested too deeply") from None
     keys = path.split(".")
     if keys[0] == "constraints":
         if len(keys) != 3:
@@ -283,6 +304,9 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nesting level
+        raise UserError(f"{path}: not a usable scenario (arrays or tables nested too "
+                        f"deeply)") from None
     for section in ("env", "algo", "run", "eval"):
         if section in data and not isinstance(data[section], dict):
             raise UserError(f"{path}: [{section}] must be a table, got "

@@ -83,6 +83,9 @@ class PortfolioConfig:
     """Daily CVaR(95%) loss (fraction) above which cost_cvar is 1."""
     cvar_window: int = 60
     """Days of the episode's returns the CVaR is computed over (>= 20)."""
+    allow_implausible_prices: bool = False
+    """Accept prices outside [1e-9, 1e12] or moving x1000 overnight (refused by default as data
+    errors; see envs/portfolio/validation.py)."""
     strict: bool = False
     """Refuse, rather than fill with the previous close, a gap between a ticker's first and
     last price."""
@@ -119,6 +122,8 @@ def make_config(**kwargs: Any) -> PortfolioConfig:
     if cfg.weight_cap is not None:
         _number(cfg.weight_cap, "weight_cap", "None or a number in (0, 1]", lambda v: 0 < v <= 1)
     _number(cfg.logit_bound, "logit_bound", "a number > 0", lambda v: v > 0)
+    _check(isinstance(cfg.allow_implausible_prices, bool), "allow_implausible_prices",
+           "true or false", cfg.allow_implausible_prices)
     _number(cfg.half_spread, "half_spread", "a number in [0, 0.1)", lambda v: 0 <= v < 0.1)
     _number(cfg.impact_coef, "impact_coef", "a number in [0, 10]", lambda v: 0 <= v <= 10)
     _number(cfg.aum_to_adv, "aum_to_adv", "a number in [0, 100]", lambda v: 0 <= v <= 100)

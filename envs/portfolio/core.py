@@ -223,7 +223,7 @@ def restrict(weights: np.ndarray, holdable: np.ndarray) -> np.ndarray:
 def load_universe(cfg: PortfolioConfig, start: str | None, end: str | None) -> Universe:
     """The rows the env may read: ``window`` days of history before ``start`` up to ``end``."""
     if isinstance(cfg.prices, pd.DataFrame):
-        panel = validate_panel(cfg.prices)
+        panel = validate_panel(cfg.prices, check_plausible=not cfg.allow_implausible_prices)
         # A caller-built panel keeps any extra history before `start` (the backtester's
         # baselines need more than `window` days); only rows after `end` are cut.
         lookback = cfg.window if start is None else int(
@@ -231,8 +231,9 @@ def load_universe(cfg: PortfolioConfig, start: str | None, end: str | None) -> U
         return build_universe(panel, start, end, tickers=cfg.tickers, lookback=lookback,
                               strict=cfg.strict, source="prices DataFrame")
     path = Path(cfg.prices)
-    return build_universe(read_panel(path), start, end, tickers=cfg.tickers,
-                          lookback=cfg.window, strict=cfg.strict, source=str(path))
+    return build_universe(read_panel(path, not cfg.allow_implausible_prices), start, end,
+                          tickers=cfg.tickers, lookback=cfg.window, strict=cfg.strict,
+                          source=str(path))
 
 
 def _day(index: pd.DatetimeIndex, i: int) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from envs.portfolio import validation
 from safe_trpo.errors import UserError
 
 # Cells read as "no price that day" (compared lower-cased, after stripping blanks).
@@ -33,7 +34,7 @@ LONG_COLUMNS = ("date", "ticker", "price")
 
 def load_prices(path: str | Path, start: str | None = None, end: str | None = None,
                 strict: bool = False, tickers: Sequence[str] | None = None,
-                lookback: int = 0) -> pd.DataFrame:
+                lookback: int = 0, check_plausible: bool = True) -> pd.DataFrame:
     """Read a price file and return a validated panel: index = dates, one column per ticker.
 
     Parameters:
@@ -46,24 +47,31 @@ def load_prices(path: str | Path, start: str | None = None, end: str | None = No
         lookback: trading days of history to return before ``start`` (e.g. the observation
             window); they must be complete too. With ``start`` None the first ``lookback`` rows
             of the file are the history.
+        check_plausible: refuse absurd magnitudes and x1000 overnight jumps
+            (:mod:`envs.portfolio.validation`); False accepts them.
 
     Returns a float64 DataFrame (index named ``date``, strictly increasing) with no missing
     values and at least two tickers and two rows after the lookback.
     """
     path = Path(path)
-    panel = read_panel(path)
+    panel = read_panel(path, check_plausible)
     return select_window(panel, start, end, strict=strict, tickers=tickers, lookback=lookback,
                          source=str(path))
 
 
-def read_panel(path: str | Path) -> pd.DataFrame:
+def read_panel(path: str | Path, check_plausible: bool = True) -> pd.DataFrame:
     """Read and validate a whole price file (wide or long) into dates x tickers, NaN where a
     ticker has no price that day. Every check of the file's contents runs here, once, so the
     point-in-time universe (:mod:`envs.portfolio.universe`) and the complete-panel loader
     :func:`load_prices` apply the same validation."""
     path = Path(path)
     table, rows = _read_table(path)
-    return _parse_table(table, rows, str(path))
+    panel = _parse_table(table, rows, str(path))
+    if check_plausible:
+        lower = {str(c).lower() for c in table.columns}
+        wide = not (len(table.columns) == 3 and lower == set(LONG_COLUMNS))
+        validation.check_plausible(panel, str(path), rows if wide else None)
+    return panel
 
 
 def select_window(panel: pd.DataFrame, start: str | None = None, end: str | None = None,
@@ -101,7 +109,8 @@ def select_window(panel: pd.DataFrame, start: str | None = None, end: str | None
     return window[keep].astype(np.float64)
 
 
-def validate_panel(panel: pd.DataFrame, source: str = "prices DataFrame") -> pd.DataFrame:
+def validate_panel(panel: pd.DataFrame, source: str = "prices DataFrame",
+                   check_plausible: bool = True) -> pd.DataFrame:
     """Check a panel built in code (not read from a file): dates and prices as a file would be.
 
     The index must be a strictly increasing DatetimeIndex and the cells numbers, positive where
@@ -114,7 +123,10 @@ def validate_panel(panel: pd.DataFrame, source: str = "prices DataFrame") -> pd.
     data = {str(c): _parse_prices(panel[c], rows, source, str(c)) for c in panel.columns}
     if len(data) < 2:
         raise UserError(f"{source}: fewer than two tickers (columns)")
-    return pd.DataFrame(data, index=pd.DatetimeIndex(panel.index, name="date"))
+    out = pd.DataFrame(data, index=pd.DatetimeIndex(panel.index, name="date"))
+    if check_plausible:
+        validation.check_plausible(out, source)
+    return out
 
 
 def _drop_incomplete(window: pd.DataFrame, strict: bool, source: str) -> list[str]:
@@ -299,7 +311,12 @@ def _parse_dates(col: pd.Series, rows: list[str], source: str, name: str) -> np.
             # pandas warns when it cannot infer one format; unparseable cells come back as NaT
             # and are reported below with their row.
             warnings.simplefilter("ignore", UserWarning)
-            parsed = pd.to_datetime(text.where(text != "", None), errors="coerce")
+            try:
+                parsed = pd.to_datetime(text.where(text != "", None), errors="coerce")
+            except ValueError:  # pandas refuses cells with different UTC offsets
+                raise validation.mixed_offsets_error(text, rows, source, name) from None
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)  # one zone throughout: keep each close's local day
     bad = np.flatnonzero(pd.isna(parsed).to_numpy())
     if bad.size:
         i = int(bad[0])

@@ -89,7 +89,7 @@ def run_backtest(prices: Path, policy: str, start: str | None = None, end: str |
     env_kwargs.update(overrides or {})
     cfg = make_config(prices=prices, backtest=True, backtest_start=start, backtest_end=end,
                       **env_kwargs)  # the settings, checked before any work
-    raw = read_panel(prices)
+    raw = read_panel(prices, not cfg.allow_implausible_prices)
     history = max(cfg.window, HISTORY - 1)
     universe = build_universe(raw, start, end, tickers=tickers, lookback=history,
                               source=str(prices))
@@ -113,7 +113,8 @@ def run_backtest(prices: Path, policy: str, start: str | None = None, end: str |
 
 def run_backtest_command(prices: Path, policy: str, start: str | None, end: str | None,
                          cost_bps: float | None, json_out: Path | None,
-                         settings: dict[str, Any] | None = None) -> int:
+                         settings: dict[str, Any] | None = None,
+                         allow_implausible_prices: bool = False) -> int:
     """The ``backtest`` subcommand; returns the exit code, raises UserError on bad input.
 
     Parameters:
@@ -130,6 +131,8 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
         settings: further env settings from the command line (``execution_lag_days``,
             ``half_spread``, ``impact_coef``, ``aum_to_adv``, ``cash_rate``); None values are
             left at the run's or the defaults.
+        allow_implausible_prices: accept prices that ``envs.portfolio.validation`` refuses as
+            data errors (outside [1e-9, 1e12], or x1000 overnight).
     """
     prices = Path(prices)
     if json_out is not None and Path(json_out).suffix.lower() == ".png":
@@ -149,6 +152,8 @@ def run_backtest_command(prices: Path, policy: str, start: str | None, end: str 
                 and 0 <= cost_bps < 5000):
             raise UserError(f"--cost-bps: expected a number in [0, 5000), got {cost_bps}")
         overrides["cost_rate"] = cost_bps / 1e4
+    if allow_implausible_prices:  # the user vouches for the file (validation.py's checks off)
+        overrides["allow_implausible_prices"] = True
     report, runs, column = run_backtest(prices, policy, start, end, overrides, trained,
                                         run_dir)
     if trained is not None:

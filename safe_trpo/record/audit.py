@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,25 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def regular_file_sha256(path: Path) -> str | None:
+    """SHA-256 of ``path`` if it is a regular file and not a symbolic link, else None.
+
+    For files of a received run folder: a link could point anywhere (a secret to fingerprint,
+    /dev/zero to hang the reader), so it is never followed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def to_jsonable(value: Any) -> Any:
@@ -214,11 +234,9 @@ class AuditLog:
             # takes the line back out, so file and ledger never disagree while we live.
             with self.ledger.recording(self.run_id, obj["seq"], obj["hash"], obj["prev_hash"]):
                 try:
-                    self._file.write(data)
-                    self._file.flush()
-                    os.fsync(self._file.fileno())
+                    self._write_whole(data)
                 except BaseException:
-                    os.ftruncate(self._file.fileno(), self._size)
+                    os.ftruncate(self._file.fileno(), self._size)  # also when the commit fails
                     raise
             self._size += len(data)
             self.next_seq += 1
@@ -226,6 +244,20 @@ class AuditLog:
             return obj
         finally:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+
+    def _write_whole(self, data: bytes) -> None:
+        """Append ``data`` durably, or leave the file exactly as it was and raise."""
+        fd = self._file.fileno()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            # e.g. ENOSPC after part of the line: cut it back (truncation needs no space) so
+            # the chain still verifies and the run can be resumed once space is freed.
+            os.ftruncate(fd, self._size)
+            raise
 
     def _resync(self) -> None:
         verdict = verify_chain_bytes(self.path.read_bytes())
@@ -302,7 +334,7 @@ def verify_chain_bytes(data: bytes) -> ChainVerdict:
             obj = json.loads(raw.decode("utf-8"))
             if not isinstance(obj, dict):
                 raise ValueError("not a JSON object")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return verdict("tampered", i, f"line seq {i}: not valid JSON ({exc})")
         if obj.get("seq") != i:
             return verdict("tampered", i, f"line seq {i}: seq is {obj.get('seq')!r}, expected {i}")
@@ -376,9 +408,13 @@ def verify_run(run_dir: Path) -> RunVerdict:
         latest[rel] = line
     for rel, line in latest.items():
         target = run_dir / rel
-        if not target.is_file():
+        digest = regular_file_sha256(target)
+        if target.is_symlink():
+            problems.append(f"{rel}: is a symbolic link (not followed; recorded at seq "
+                            f"{line['seq']} as a file)")
+        elif digest is None:
             problems.append(f"{rel}: recorded at seq {line['seq']} but missing")
-        elif file_sha256(target) != line["sha256"]:
+        elif digest != line["sha256"]:
             problems.append(f"{rel}: changed since recorded at seq {line['seq']}")
     finished = any(line.get("type") == "run_finished" for line in chain.lines)
     return RunVerdict(chain, problems, finished)
@@ -391,7 +427,7 @@ def read_lines(run_dir: Path) -> list[dict[str, Any]]:
         for raw in f:
             try:
                 obj = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 break
             if isinstance(obj, dict):
                 out.append(obj)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from safe_trpo.record.audit import file_sha256
+from safe_trpo.record.audit import regular_file_sha256
 from safe_trpo.record.keys import KEYRING_ENV, configured_keyring
 from safe_trpo.record.signoff import decision_changes, overall_state, signoff_states
 from safe_trpo.report.facts import RunFacts
@@ -92,8 +92,10 @@ def scenario_toml(scenario: dict[str, Any]) -> str:
 def _scenario_section(f: RunFacts) -> str:
     s = f.start
     copy, copy_text = f.run_dir / "scenario.toml", "not present"
-    if copy.is_file():
-        digest = file_sha256(copy)
+    digest = regular_file_sha256(copy)  # never through a symlink: the folder is untrusted
+    if copy.is_symlink():
+        copy_text = "a symbolic link (not followed)"
+    elif digest is not None:
         same = "same as" if digest == s.get("scenario_sha256") else "differs from"
         copy_text = f"sha256 {digest} ({same} the recorded scenario sha256)"
     facts = kv_table([

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from safe_trpo.errors import UserError
 from safe_trpo.record import keys, signoff
-from safe_trpo.review import runs
+from safe_trpo.review import runs, serve
 
 APP = Path(__file__).resolve().with_name("app.py")
 
@@ -31,7 +31,10 @@ def build_command(reports_dir: Path, port: int, host: str = "127.0.0.1",
     root = runs.reports_root(reports_dir)
     if not isinstance(port, int) or not 0 < port < 65536:
         raise UserError(f"--port: expected a TCP port number 1-65535, got {port!r}")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
+    # serve.py is Streamlit's CLI behind a Host/Origin guard: only pages served from this
+    # address can open the app's websocket (no other local page, no DNS rebinding).
+    guard = [arg for name in serve.allowed_hosts(host, port) for arg in ("--allow-host", name)]
+    cmd = [sys.executable, "-m", "safe_trpo.review.serve", *guard, "run", str(APP),
            "--server.address", host, "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false",
            # The app never needs to watch its own source; watching costs a thread per file.

@@ -36,21 +36,35 @@ def sweeps_page(root: Path) -> None:
     except UserError as exc:
         st.error(md(exc))
         return
+    try:
+        _show_summary(summary)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # sweep.json is a plain file anyone with access to the folder can edit: a malformed one
+        # is reported on the page, never a crash of the app.
+        st.error(f"{md(sweep_dir.name)}/sweep.json is malformed "
+                 f"({md(type(exc).__name__)}: {md(exc)}); showing nothing from it.")
+        return
+    page = sweep_dir / HTML_FILE
+    if page.is_file() and page.resolve().is_relative_to(root):
+        st.download_button("Download sweep.html", page.read_bytes(), file_name=f"{name}.html",
+                           mime="text/html")
+
+
+def _show_summary(summary: dict) -> None:
+    """The summary's tables; raises KeyError/TypeError/... on a malformed summary."""
+    table = pd.DataFrame(summary_table(summary))  # built first: nothing shown if it fails
+    configs = summary.get("configurations", [])
+    rows = [[_run_row(run) for run in config.get("runs", [])] for config in configs]
     # sweep.json is written by the sweep, not checked by a chain: all of it is shown literally.
     st.caption(f"Updated {md(summary.get('updated', '?'))}; "
                f"backend {md(summary.get('backend', '?'))}; seeds {md(summary.get('seeds'))}; "
                f"settings {md(summary.get('sets') or 'none')}.")
     method = summary.get("method")
     st.caption(md(method.get("text", "") if isinstance(method, dict) else ""))
-    st.dataframe(pd.DataFrame(summary_table(summary)), hide_index=True, width="stretch")
-    for config in summary.get("configurations", []):
+    st.dataframe(table, hide_index=True, width="stretch")
+    for config, config_rows in zip(configs, rows, strict=True):
         with st.expander(f"{md(config.get('label', '?'))}: runs"):
-            st.dataframe(pd.DataFrame([_run_row(run) for run in config.get("runs", [])]),
-                         hide_index=True, width="stretch")
-    page = sweep_dir / HTML_FILE
-    if page.is_file() and page.resolve().is_relative_to(root):
-        st.download_button("Download sweep.html", page.read_bytes(), file_name=f"{name}.html",
-                           mime="text/html")
+            st.dataframe(pd.DataFrame(config_rows), hide_index=True, width="stretch")
 
 
 def _run_row(run: dict) -> dict:

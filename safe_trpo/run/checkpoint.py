@@ -8,6 +8,7 @@ dicts, so loading never unpickles code.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -52,10 +53,18 @@ def spaces_from_spec(spec: dict[str, Any]) -> tuple[spaces.Box, spaces.Space]:
 def new_state(scenario: Scenario, obs_space: spaces.Space, action_space: spaces.Space
               ) -> TrainState:
     a = scenario.algo
-    policy = make_policy(obs_space, action_space, a.hidden_sizes, a.activation, a.init_log_std)
-    obs_dim = obs_space.shape[0]
-    critics = nn.ModuleList(ValueNet(obs_dim, a.hidden_sizes, a.activation)
-                            for _ in range(1 + len(scenario.constraints)))
+    try:
+        # make_policy refuses unsupported spaces (UserError) before obs_dim is read.
+        policy = make_policy(obs_space, action_space, a.hidden_sizes, a.activation,
+                             a.init_log_std)
+        obs_dim = obs_space.shape[0]
+        critics = nn.ModuleList(ValueNet(obs_dim, a.hidden_sizes, a.activation)
+                                for _ in range(1 + len(scenario.constraints)))
+    except (RuntimeError, MemoryError) as exc:  # torch's allocator failing on a huge network
+        raise UserError(f"[algo] hidden_sizes = {a.hidden_sizes!r} with observations of shape "
+                        f"{obs_space.shape}: "
+                        f"the networks do not fit in memory "
+                        f"({str(exc).splitlines()[0][:120]})") from None
     optim = CriticAdam(list(critics.parameters()), lr=a.critic_lr)
     m = len(scenario.constraints)
     nu = np.full(m, a.lagrange_init if a.name == "trpo-lag" else 0.0)
@@ -78,12 +87,43 @@ def save_checkpoint(state: TrainState, run_dir: Path) -> Path:
         "torch_rng": torch.get_rng_state(), "numpy_rng": state.rng.bit_generator.state,
     }
     tmp = path.with_suffix(".pt.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # Serialised in memory first: torch's zip writer turns a failed write (a full disk) into a
+    # RuntimeError, while a plain write keeps the OSError that says what happened.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not also keep the partial file
+        raise
+    fsync_dir(folder)  # the rename itself must survive a power cut before the chain names it
     return path
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX: fsync the directory)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stray_temps(run_dir: Path) -> list[Path]:
+    """Delete ``checkpoints/*.pt.tmp`` left by a crash mid-write (never bound into the chain,
+    so never evidence); returns what was removed. Call only while holding the run lock."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    removed = []
+    if folder.is_dir() and not folder.is_symlink():
+        for tmp in folder.glob("*.pt.tmp"):
+            if tmp.is_file() and not tmp.is_symlink():
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:

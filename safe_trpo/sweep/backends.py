@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import signal
 import socket
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safe_trpo.errors import UserError
+from safe_trpo.run import trust
 from safe_trpo.sweep.summary import ATTEMPTS_FILE, read_attempts, run_folders
 
 if TYPE_CHECKING:  # only for annotations: sweep.py imports this module
@@ -208,7 +210,10 @@ def _run_ray(jobs: list[Job], address: str | None, workers: int, notify: Notify)
     try:
         # No retries: a run whose worker crashed is reported (and re-attempted by the next
         # sweep) rather than silently redone. Workers are reused across jobs, as with local.
-        task = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+        if os.environ.get(trust.ENV_VAR):  # the user's trusted modules reach every machine
+            options["runtime_env"] = {"env_vars": {trust.ENV_VAR: os.environ[trust.ENV_VAR]}}
+        task = ray.remote(**options)(run_job)
         refs = {task.remote(job): job for job in jobs}
         pending = list(refs)
         while pending:

@@ -272,20 +272,25 @@ def write_summary(sweep_dir: Path, summary: dict[str, Any]) -> tuple[Path, Path]
 def find_sweeps(reports_dir: Path) -> list[Path]:
     """Sweep folders (``<reports>/sweeps/<id>/`` with a sweep.json), most recently updated first."""
     root = Path(reports_dir) / "sweeps"
-    if not root.is_dir():
+    if not root.is_dir() or root.is_symlink():
         return []
-    found = [p.parent for p in root.glob(f"*/{SUMMARY_FILE}") if p.is_file()]
+    # No symbolic link is followed: a received reports folder could point a sweep folder or
+    # its sweep.json anywhere on the reader's machine.
+    found = [p.parent for p in root.glob(f"*/{SUMMARY_FILE}")
+             if not p.parent.is_symlink() and not p.is_symlink() and p.is_file()]
     return sorted(found, key=lambda d: (d / SUMMARY_FILE).stat().st_mtime, reverse=True)
 
 
 def load_summary(sweep_dir: Path) -> dict[str, Any]:
     """The parsed ``sweep.json`` of ``sweep_dir``; UserError if it is missing or not a sweep."""
     path = Path(sweep_dir) / SUMMARY_FILE
+    if path.is_symlink() or Path(sweep_dir).is_symlink():
+        raise UserError(f"{path}: is a symbolic link (not followed)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no sweep summary (not a sweep folder)") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise UserError(f"{path}: unreadable sweep summary ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: expected a sweep summary of format {FORMAT}")

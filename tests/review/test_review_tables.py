@@ -109,8 +109,13 @@ def test_launch_command(tmp_path):
     reviewers = tmp_path / "reviewers.txt"
     reviewers.write_text("Ada\n")
     cmd = launch.build_command(tmp_path, 8600, reviewers_file=reviewers)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == launch.APP
-    flags = dict(zip(cmd[5:cmd.index("--"):2], cmd[6:cmd.index("--"):2], strict=True))
+    assert cmd[1:3] == ["-m", "safe_trpo.review.serve"]
+    run = cmd.index("run")
+    assert cmd[3:run] == ["--allow-host", "127.0.0.1:8600", "--allow-host", "[::1]:8600",
+                          "--allow-host", "localhost:8600"]
+    assert Path(cmd[run + 1]) == launch.APP
+    flags = dict(zip(cmd[run + 2:cmd.index("--"):2], cmd[run + 3:cmd.index("--"):2],
+                     strict=True))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8600"
     assert flags["--server.headless"] == "true"
     assert cmd[cmd.index("--"):] == ["--", "--reports", str(tmp_path.resolve()),

@@ -126,7 +126,9 @@ def test_a_cost_the_env_never_reports_is_a_clear_error(tmp_path: Path) -> None:
     assert verify_run(run_dir).ok
 
 
-def test_nan_from_the_environment_is_recorded_and_stops_safely(tmp_path: Path) -> None:
+def test_nan_from_the_environment_is_recorded_and_stops_safely(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAFE_TRPO_TRUST_MODULES", "tests.run.nan_env")  # the user trusts it
     text = PENDULUM_TINY.replace('"Pendulum-v1"', '"tests.run.nan_env:NanAfterSteps"') \
         .replace("[algo]", "kwargs = { nan_after = 250 }\n[algo]")
     text = text.replace("total_steps = 1200", "total_steps = 4000") + "checkpoint_every = 1\n"
