@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -238,3 +239,10 @@ def stop_process(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -27,18 +26,13 @@ import pytest
 from safe_trpo.record import audit
 from safe_trpo.record.audit import AuditLog
 from safe_trpo.review import launch
-from tests.review.fixtures import head, make_run, stop_process, wait_until
+from tests.review.fixtures import free_port, head, make_run, stop_process, wait_until
 from tests.review.signing import PASS, key_file
 
 pytestmark = pytest.mark.browser
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 TIMEOUT_MS = 90_000  # a loaded CI machine has taken over 30 s for a page to settle
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def healthy(port: int) -> bool:

@@ -14,14 +14,7 @@ import pytest
 
 from safe_trpo.review import launch
 from safe_trpo.review.serve import allowed_hosts, refusal
-from tests.review.cdp import stop_process, wait_until
-from tests.review.fixtures import make_run
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.review.fixtures import free_port, make_run, stop_process, wait_until
 
 
 def status(port: int, path: str, headers: dict[str, str], websocket: bool = False) -> int:
