@@ -55,5 +55,7 @@ def test_plain_trpo_training_imports_no_heavy_library(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["cvxpy"])
 def test_a_cpo_run_does_load_the_solver(tmp_path: Path, name: str) -> None:
-    modules = modules_after(*one_update("speed_limit_cpo.toml", tmp_path, 200))
+    # 800 steps over 8 copies: each finishes one 100-step episode (CPO needs one to set its
+    # horizon when the env declares no time limit).
+    modules = modules_after(*one_update("speed_limit_cpo.toml", tmp_path, 800))
     assert loaded(modules, name)

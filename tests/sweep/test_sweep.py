@@ -158,7 +158,7 @@ def test_a_job_failing_before_its_run_folder_is_logged_not_raised(tmp_path: Path
 
 def test_a_worker_that_dies_fails_only_its_own_job(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAFE_TRPO_TRUST_MODULES", "tests.sweep.test_sweep")  # workers inherit it
+    monkeypatch.setenv("SAFE_TRPO_TRUST_MODULES", "tests.sweep.fixtures")  # workers inherit it
     out, ready = tmp_path / "out", json.dumps(str(tmp_path / "ready"))
     attempts = json.dumps(f"{out}/sweeps/*/runs/good-*/attempts.jsonl")
     good = write(tmp_path / "good.toml", TINY.replace(
@@ -177,7 +177,7 @@ def test_a_worker_that_dies_fails_only_its_own_job(
 
 def test_sigterm_stops_the_workers_and_still_writes_the_summary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SAFE_TRPO_TRUST_MODULES", "tests.sweep.test_sweep")  # workers inherit it
+    monkeypatch.setenv("SAFE_TRPO_TRUST_MODULES", "tests.sweep.fixtures")  # workers inherit it
     ready = tmp_path / "ready"
     # Left alone this run takes well over a minute (100 updates of 100 slow steps per copy).
     scenario = write(tmp_path / "slow.toml", TINY.replace(
