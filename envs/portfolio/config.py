@@ -65,7 +65,8 @@ class PortfolioConfig:
     same close, which assumes trading at a price already used to decide)."""
     hard_concentration_cap: float | None = None
     """Safety layer: project target weights so no asset exceeds this weight, before trading
-    (cvxpy Euclidean projection, interventions counted in info); None = off."""
+    (cvxpy Euclidean projection; interventions counted in info and in each training
+    update row as `safety_interventions`); None = off."""
     hard_turnover_cap: float | None = None
     """Safety layer: project target weights so one day's turnover (beyond forced sales of
     delisted stocks) stays at or below this; None = off."""

@@ -169,7 +169,9 @@ def episode_summary(scenario: Scenario, state: TrainState, r: Rollout) -> dict[s
     return {"return_mean": float(np.mean(r.episode_returns)) if finished else None,
             "episodes": finished,
             "ep_len_mean": float(np.mean(r.episode_lengths)) if finished else None,
-            "constraints": constraints}
+            "constraints": constraints,
+            # Env steps whose action the env's safety layer changed (null: no such layer).
+            "safety_interventions": r.interventions}
 
 
 def renormalise(state: TrainState, r: Rollout

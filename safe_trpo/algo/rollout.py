@@ -38,6 +38,9 @@ class Rollout(NamedTuple):
     episode_costs: np.ndarray  # (episodes, m) undiscounted sums
     episode_lengths: list[int]
     raw_obs: np.ndarray  # (T, N, obs_dim) as the env returned them, for the normaliser
+    # Steps on which the env's safety layer changed the action (info["safety_interventions"]
+    # > 0, e.g. the portfolio's hard caps); None when the env has no such layer.
+    interventions: int | None = None
 
 
 class NonFiniteError(RuntimeError):
@@ -73,6 +76,22 @@ def check_finite(x: np.ndarray, what: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise NonFiniteError(f"environment returned a non-finite {what}")
     return x
+
+
+INTERVENTIONS_KEY = "safety_interventions"
+
+
+def count_interventions(info: dict[str, Any], done: np.ndarray) -> int | None:
+    """Copies whose safety layer changed the action on this vector step (finished copies are
+    read from final_info, as costs are); None when the env reports no safety layer."""
+    final = info.get("final_info", {})
+    if INTERVENTIONS_KEY not in info and INTERVENTIONS_KEY not in final:
+        return None
+    hits = np.zeros(len(done), dtype=bool)
+    for source, rows in ((info, ~done), (final, done)):
+        if rows.any() and INTERVENTIONS_KEY in source:
+            hits[rows] = np.asarray(source[INTERVENTIONS_KEY])[rows] > 0
+    return int(np.count_nonzero(hits))
 
 
 def read_costs(info: dict[str, Any], done: np.ndarray, cost_keys: list[str]) -> np.ndarray:
@@ -140,6 +159,7 @@ class RolloutCollector:
         draw = policy.rollout_sampler(steps)
         step_errors = EnvErrors("step")
         normalize = normalizer.frozen()
+        interventions: int | None = None
         for t in range(steps):
             if update_stats_per_step:
                 normalizer.update(self.raw_obs)
@@ -156,6 +176,9 @@ class RolloutCollector:
             if m:
                 cost_buf[t] = read_costs(info, done, self.cost_keys)
                 self.ep_cost += cost_buf[t]
+            hits = count_interventions(info, done)
+            if hits is not None:
+                interventions = (interventions or 0) + hits
             self.raw_obs = check_finite(np.asarray(next_raw, dtype=np.float64), "observation")
             final_raw_buf[t] = self.raw_obs
             self.ep_return += rew_buf[t]
@@ -184,7 +207,7 @@ class RolloutCollector:
             log_probs=log_probs.numpy(), rewards=rew_buf,
             costs=cost_buf, terminated=term_buf, done=done_buf, next_obs=next_buf,
             episode_returns=ep_returns, episode_costs=np.array(ep_costs).reshape(len(ep_costs), m),
-            episode_lengths=ep_lens, raw_obs=raw_buf)
+            episode_lengths=ep_lens, raw_obs=raw_buf, interventions=interventions)
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray,
