@@ -111,15 +111,17 @@ def test_out_dir_and_data_files_resolve_against_the_scenario_file(tmp_path: Path
 
 def test_a_portfolio_scenario_without_a_train_test_split_warns(tmp_path: Path, monkeypatch,
                                                                 capsys) -> None:
-    assert scenario_warnings(load_scenario(SCENARIOS / "portfolio_drawdown.toml")) == []
+    # The shipped file is split, but every ticker in it still trades on its last date.
+    (shipped,) = scenario_warnings(load_scenario(SCENARIOS / "portfolio_drawdown.toml"))
+    assert shipped.startswith("survivorship:")
     text = (SCENARIOS / "portfolio_drawdown.toml").read_text()
     unsplit = "\n".join(ln for ln in text.splitlines()
                         if not ln.startswith(("train_end", "test_start", "test_end")))
     unsplit = unsplit.replace('"../data/stock_prices.csv"',
                               repr(str(ROOT / "data" / "stock_prices.csv")))
     path = _write(tmp_path, unsplit)
-    (warning,) = scenario_warnings(load_scenario(path))
-    assert "train/test split" in warning
+    split, survivors = scenario_warnings(load_scenario(path))
+    assert "train/test split" in split and survivors.startswith("survivorship:")
     started = []
     monkeypatch.setattr("safe_trpo.run.trainer.start_run",
                         lambda *a, **k: started.append(1) or (_ for _ in ()).throw(
@@ -160,3 +162,15 @@ def test_looking_up_an_id_from_data_imports_nothing(tmp_path: Path, monkeypatch)
     monkeypatch.syspath_prepend(str(tmp_path))
     assert env_info("planted_env:Env") is None
     assert not (tmp_path / "ran").exists()
+
+
+def test_no_survivorship_warning_when_a_ticker_was_delisted(tmp_path: Path) -> None:
+    prices = tmp_path / "p.csv"
+    days = [f"2020-01-{d:02d}" for d in range(1, 31)]
+    rows = [f"{d},{100 + i},{50 + i}" + ("" if i >= 25 else f",{20 + i}")
+            for i, d in enumerate(days)]  # C stops trading five days before the file ends
+    prices.write_text("date,A,B,C\n" + "\n".join(rows) + "\n")
+    path = _write(tmp_path, '[env]\nid = "SafeTRPO/Portfolio-v0"\n'
+                  f'kwargs = {{ prices = {str(prices)!r}, train_end = "2020-01-20", '
+                  'test_start = "2020-01-21", window = 2, episode_days = 5 }\n')
+    assert scenario_warnings(load_scenario(path)) == []
