@@ -87,7 +87,7 @@ def select_window(panel: pd.DataFrame, start: str | None = None, end: str | None
             raise UserError(f"{source}: ticker(s) {', '.join(map(str, unknown))} not in the file "
                             f"(it has: {', '.join(map(str, panel.columns))})")
         panel = panel[list(tickers)]
-    t_start, t_end = _parse_bound(start, "start"), _parse_bound(end, "end")
+    t_start, t_end = parse_bound(start, "start"), parse_bound(end, "end")
     if t_start is not None and t_end is not None and t_start > t_end:
         raise UserError(f"{source}: start {t_start.date()} is after end {t_end.date()}")
     dates = panel.index
@@ -98,7 +98,7 @@ def select_window(panel: pd.DataFrame, start: str | None = None, end: str | None
                         f"{t_start.date()}, the file has {first + lookback}")
     if last - (first + lookback) < 1:
         raise UserError(f"{source}: fewer than two trading days in the window "
-                        f"{_day(t_start)}..{_day(t_end)} after {lookback} days of history "
+                        f"{day_text(t_start)}..{day_text(t_end)} after {lookback} days of history "
                         f"(the file covers {dates[0].date()}..{dates[-1].date()})")
     window = panel.iloc[first:last + 1]
     keep = _drop_incomplete(window, strict, source)
@@ -158,7 +158,7 @@ def _drop_incomplete(window: pd.DataFrame, strict: bool, source: str) -> list[st
     return keep
 
 
-def _parse_bound(value: str | None, name: str) -> pd.Timestamp | None:
+def parse_bound(value: str | None, name: str) -> pd.Timestamp | None:
     if value is None:
         return None
     try:
@@ -167,7 +167,7 @@ def _parse_bound(value: str | None, name: str) -> pd.Timestamp | None:
         raise UserError(f"{name}: cannot parse date '{value}' (expected e.g. 2015-01-02)") from exc
 
 
-def _day(ts: pd.Timestamp | None) -> str:
+def day_text(ts: pd.Timestamp | None) -> str:
     return "…" if ts is None else str(ts.date())
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from envs.portfolio.prices import day_text, parse_bound
 from safe_trpo.errors import UserError
 
 
@@ -92,7 +93,7 @@ def build_universe(panel: pd.DataFrame, start: str | None = None, end: str | Non
         if unknown:
             raise UserError(f"{source}: ticker(s) {', '.join(map(str, unknown))} not in the file "
                             f"(it has: {', '.join(map(str, panel.columns))})")
-    t_start, t_end = _bound(start, "start"), _bound(end, "end")
+    t_start, t_end = parse_bound(start, "start"), parse_bound(end, "end")
     if t_start is not None and t_end is not None and t_start > t_end:
         raise UserError(f"{source}: start {t_start.date()} is after end {t_end.date()}")
     dates = panel.index
@@ -103,7 +104,7 @@ def build_universe(panel: pd.DataFrame, start: str | None = None, end: str | Non
                         f"{dates[min(first, len(dates) - 1)].date()}, the file has {first}")
     if last - first < 1:
         raise UserError(f"{source}: fewer than two trading days in the window "
-                        f"{_day(t_start)}..{_day(t_end)} after {lookback} days of history "
+                        f"{day_text(t_start)}..{day_text(t_end)} after {lookback} days of history "
                         f"(the file covers {dates[0].date()}..{dates[-1].date()})")
     values = panel.to_numpy(dtype=np.float64)
     have = ~np.isnan(values)
@@ -172,16 +173,3 @@ def survivorship_note(panel: pd.DataFrame, tickers: Sequence[str] | None = None)
                 f"{panel.index[-1].date()}, none was delisted; a universe picked from today's "
                 f"survivors overstates past returns")
     return None
-
-
-def _bound(value: str | None, name: str) -> pd.Timestamp | None:
-    if value is None:
-        return None
-    try:
-        return pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{name}: cannot parse date '{value}' (expected e.g. 2015-01-02)") from exc
-
-
-def _day(ts: pd.Timestamp | None) -> str:
-    return "…" if ts is None else str(ts.date())
