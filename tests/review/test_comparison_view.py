@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.report.test_comparison_section import record
 from tests.review.fixtures import append, make_run, open_app
-
-
-@pytest.fixture
-def reports(tmp_path, monkeypatch):
-    root = tmp_path / "reports"
-    root.mkdir()
-    monkeypatch.setenv("SAFE_TRPO_REPORTS", str(root))
-    monkeypatch.delenv("SAFE_TRPO_REVIEWERS", raising=False)
-    return root
 
 
 def test_comparison_tab_shows_the_latest_line(reports):

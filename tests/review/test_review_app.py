@@ -19,14 +19,6 @@ from tests.review.signing import PASS, fill_signoff, key_file
 APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
 
-@pytest.fixture
-def reports(tmp_path, monkeypatch):
-    root = tmp_path / "reports"
-    root.mkdir()
-    monkeypatch.setenv("SAFE_TRPO_REPORTS", str(root))
-    monkeypatch.delenv("SAFE_TRPO_REVIEWERS", raising=False)
-    return root
-
 
 def append_file(run_dir: Path, path: Path, role: str) -> None:
     with AuditLog(run_dir) as log:

@@ -17,14 +17,6 @@ from tests.review.test_review_sweeps import make_sweep
 SECRET = "outside-secret-label"
 
 
-@pytest.fixture
-def reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "reports"
-    root.mkdir()
-    monkeypatch.setenv("SAFE_TRPO_REPORTS", str(root))
-    monkeypatch.delenv("SAFE_TRPO_REVIEWERS", raising=False)
-    return root
-
 
 def outside_sweep(tmp_path: Path) -> Path:
     """A sweep folder outside the reports folder whose summary names SECRET."""

@@ -17,14 +17,6 @@ from tests.review.signing import fill_signoff
 APP = Path(__file__).resolve().parents[2] / "safe_trpo" / "review" / "app.py"
 
 
-@pytest.fixture
-def reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "reports"
-    root.mkdir()
-    monkeypatch.setenv("SAFE_TRPO_REPORTS", str(root))
-    monkeypatch.delenv("SAFE_TRPO_REVIEWERS", raising=False)
-    return root
-
 
 def make_sweep(root: Path) -> str:
     sweep = root / "sweeps" / "demo-abc123"
