@@ -210,7 +210,7 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
                 rollout = collector.collect(state.policy, state.normalizer, steps_per_env,
                                             update_stats_per_step=first)
                 with interrupts.critical():
-                    row = _update(scenario, state, rollout, audit, first, started,
+                    row = _update(scenario, state, rollout, audit, started,
                                   steps_per_env * envs.num_envs)
                     if state.update % scenario.run.checkpoint_every == 0 \
                             or state.update == planned:
@@ -250,7 +250,7 @@ def _train(scenario: Scenario, run_dir: Path, envs: Any, state: TrainState, audi
     return RunOutcome(run_dir, status, state.update, state.env_steps, reason)
 
 
-def _update(scenario: Scenario, state: TrainState, rollout: Any, audit: AuditLog, first: bool,
+def _update(scenario: Scenario, state: TrainState, rollout: Any, audit: AuditLog,
             started: float, batch_steps: int) -> dict[str, Any]:
     """Learn from one rollout and record it as an ``update`` line; returns the row."""
     state.env_steps += batch_steps
