@@ -150,3 +150,16 @@ def env_info(env_id: str) -> EnvInfo | None:
             return info
         module_name = module_name.rpartition(".")[0]  # then the package that holds it
     return None
+
+
+def cost_units(env_id: Any) -> dict[str, str]:
+    """Cost name -> unit of its episode sum, from ``env_id``'s ``ENV_INFO``; empty when the id
+    is not a string, the environment does not say, or it cannot be looked up here (the report
+    and the review app then draw without units)."""
+    if not isinstance(env_id, str):
+        return {}
+    try:
+        info = env_info(env_id)
+    except Exception:  # noqa: BLE001  (a broken third-party registration: no units, no crash)
+        return {}
+    return {} if info is None else {n: u for n in info.costs if (u := info.cost_unit(n))}

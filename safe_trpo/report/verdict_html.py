@@ -25,21 +25,10 @@ def report_verdict(f: RunFacts) -> Verdict:
 
 
 def cost_units(f: RunFacts) -> dict[str, str]:
-    """Constraint name -> unit of its episode cost, from the environment's ``ENV_INFO`` (empty
-    when the environment does not say, or cannot be looked up here)."""
-    env_id = f.section("env").get("id")
-    if not isinstance(env_id, str):
-        return {}
-    try:
-        from envs.info import env_info
+    """Constraint name -> unit of its episode cost (``envs.info.cost_units``)."""
+    from envs.info import cost_units as env_cost_units
 
-        info = env_info(env_id)
-    except Exception:  # noqa: BLE001  (a report is still written without units)
-        return {}
-    if info is None:
-        return {}
-    names = list(f.updates.cons)
-    return {n: u for n in names if (u := info.cost_unit(n))}
+    return env_cost_units(f.section("env").get("id"))
 
 
 def _count(c: LimitCount | None) -> str:

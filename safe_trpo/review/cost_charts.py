@@ -34,18 +34,11 @@ def axis_top(limit: float, mean: pd.Series, worst: pd.Series) -> float | None:
 
 
 def cost_units(lines: list[dict[str, Any]]) -> dict[str, str]:
-    """Constraint name -> unit of its episode cost from the environment's ENV_INFO, if any."""
-    env_id = runs.scenario_of(lines).get("env", {})
-    env_id = env_id.get("id") if isinstance(env_id, dict) else None
-    if not isinstance(env_id, str):
-        return {}
-    try:
-        from envs.info import env_info
+    """Constraint name -> unit of its episode cost (``envs.info.cost_units``)."""
+    from envs.info import cost_units as env_cost_units
 
-        info = env_info(env_id)
-    except Exception:  # noqa: BLE001  (the charts still show, without units)
-        return {}
-    return {} if info is None else {n: u for n in info.costs if (u := info.cost_unit(n))}
+    env = runs.scenario_of(lines).get("env", {})
+    return env_cost_units(env.get("id") if isinstance(env, dict) else None)
 
 
 def cost_chart(rows: pd.DataFrame, name: str, unit: str,
