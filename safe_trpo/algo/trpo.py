@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
+from safe_trpo.algo.fisher import GaussianMLPFisher, gaussian_mlp_layers
 from safe_trpo.algo.networks import Policy
 
 
@@ -123,6 +124,20 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
                           dist: Distribution | None = None
                           ) -> Callable[[torch.Tensor], torch.Tensor]:
     """v -> (H + damping I) v, H the Hessian of mean KL(old || theta) at theta = theta_old.
+
+    A Gaussian policy with a Linear/Tanh or Linear/ReLU mean network gets the product in
+    closed form (``fisher.GaussianMLPFisher``, about three times faster); any other policy
+    gets ``autograd_fisher_product``. The two agree to float rounding.
+    """
+    if gaussian_mlp_layers(policy) is not None:
+        return GaussianMLPFisher(policy, batch.obs, batch.old_dist, damping)
+    return autograd_fisher_product(policy, batch, damping, dist)
+
+
+def autograd_fisher_product(policy: Policy, batch: PolicyBatch, damping: float,
+                            dist: Distribution | None = None
+                            ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``fisher_vector_product`` for any policy, by autograd.
 
     Let z(theta) be the tensors the policy's distribution is built from (Gaussian mean and
     standard deviation, categorical logits), J = dz/dtheta and K = d^2 KL / dz^2. The chain
