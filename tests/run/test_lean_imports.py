@@ -59,3 +59,37 @@ def test_a_cpo_run_does_load_the_solver(tmp_path: Path, name: str) -> None:
     # horizon when the env declares no time limit).
     modules = modules_after(*one_update("speed_limit_cpo.toml", tmp_path, 800))
     assert loaded(modules, name)
+
+
+def test_the_console_entry_exits_fast_without_losing_the_record(tmp_path: Path) -> None:
+    # ``entry`` (the safe-trpo script, python -m safe_trpo.cli) freezes the heap before the
+    # interpreter exits, to skip the collector's walks over torch's objects. Everything the
+    # run wrote must still be there and verify, and the exit codes must be main's.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    train = subprocess.run([sys.executable, "-m", "safe_trpo.cli",
+                            *one_update("pendulum_trpo.toml", tmp_path, 256)],
+                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert train.returncode == 0, train.stderr[-2000:]
+    run_dir = train.stdout.strip().splitlines()[-1]
+    verify = subprocess.run([sys.executable, "-m", "safe_trpo.cli", "verify", run_dir],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert verify.returncode == 0 and "VERIFIED" in verify.stdout, verify.stdout + verify.stderr
+    bad = subprocess.run([sys.executable, "-m", "safe_trpo.cli", "train",
+                          str(tmp_path / "missing.toml")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("safe-trpo train: error:") and bad.stderr.count("\n") == 1
+
+
+def test_imports_without_gc_restores_the_collector_and_freezes_nothing_in_process() -> None:
+    import gc
+
+    from safe_trpo import cli
+
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), cli._imports_without_gc():
+        assert not gc.isenabled()
+        raise RuntimeError("an import failed")
+    assert gc.isenabled()  # back on, even after a failure inside
+    assert gc.get_freeze_count() == frozen  # a caller of main keeps its heap collectable
