@@ -1,5 +1,9 @@
 """The copies one worker owns (``Chunk``) and the errors it carries back: shared by the
-worker-process executor (``parallel``) and the Ray actors (``ray_backend``)."""
+worker-process executor (``parallel``) and the Ray actors (``ray_backend``).
+
+A step answers one batch per chunk (stacked observations, arrays of rewards and flags, the
+copies' info dicts) so the driver joins a few arrays instead of unpacking a tuple per copy.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,15 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from safe_trpo.errors import UserError
 
 EnvFn = Callable[[], gym.Env]
+# obs (k, ...), rewards (k,) float64, terminated (k,), truncated (k,), infos, finals: per copy
+# None or (final obs, final info) when the copy finished (and was reset) in this step
+StepBatch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[dict],
+                  list[tuple[Any, dict] | None]]
 
 
 class WorkerError(RuntimeError):
@@ -27,20 +36,29 @@ class Chunk:
     def spaces(self) -> tuple[gym.Space, gym.Space]:
         return self.envs[0].observation_space, self.envs[0].action_space
 
-    def reset(self, seeds: Sequence[int | None], options: dict | None) -> list[tuple]:
-        return [self._guard(i, env.reset, seed=s, options=options)
-                for i, (env, s) in enumerate(zip(self.envs, seeds, strict=True))]
+    def reset(self, seeds: Sequence[int | None], options: dict | None
+              ) -> tuple[np.ndarray, list[dict]]:
+        pairs = [self._guard(i, env.reset, seed=s, options=options)
+                 for i, (env, s) in enumerate(zip(self.envs, seeds, strict=True))]
+        return np.stack([obs for obs, _ in pairs]), [info for _, info in pairs]
 
-    def step(self, actions: Sequence[Any]) -> list[tuple]:
-        out = []
+    def step(self, actions: Sequence[Any]) -> StepBatch:
+        """Step every copy; a finished copy is reset in the same step (SAME_STEP)."""
+        obs, rewards, terminated, truncated, infos, finals = [], [], [], [], [], []
         for i, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
-            obs, reward, terminated, truncated, info = self._guard(i, env.step, action)
+            o, reward, term, trunc, info = self._guard(i, env.step, action)
             final = None
-            if terminated or truncated:
-                final = (obs, info)
-                obs, info = self._guard(i, env.reset)
-            out.append((obs, float(reward), bool(terminated), bool(truncated), info, final))
-        return out
+            if term or trunc:
+                final = (o, info)
+                o, info = self._guard(i, env.reset)
+            obs.append(o)
+            rewards.append(reward)
+            terminated.append(term)
+            truncated.append(trunc)
+            infos.append(info)
+            finals.append(final)
+        return (np.stack(obs), np.array(rewards, dtype=np.float64),
+                np.array(terminated, dtype=bool), np.array(truncated, dtype=bool), infos, finals)
 
     def _guard(self, i: int, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -61,3 +79,4 @@ def _portable(exc: BaseException) -> BaseException:
     if isinstance(exc, (UserError, WorkerError)):
         return type(exc)(str(exc))
     return WorkerError(f"{type(exc).__name__}: {exc}")
+

@@ -7,6 +7,10 @@ step), and the results are assembled exactly as ``gymnasium.vector.SyncVectorEnv
 their reset info at the top level). Unlike ``AsyncVectorEnv`` (one process per copy) a worker
 holds many copies, so 64 copies of a slow plant run on as many workers as there are cores.
 
+A step costs the driver a few array joins per worker (``chunk`` answers one batch per chunk,
+``batch`` builds the infos in one go), not a tuple and an ``_add_info`` call per copy: the
+workers wait while the driver works.
+
 Seeding follows SyncVectorEnv: ``reset(seed=s)`` seeds copy i with ``s + i``. Each copy owns its
 generator, so the rollout is the same whatever the backend and the number of workers.
 """
@@ -21,9 +25,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.spaces import Box
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from envs.fmu.batch import vector_infos
 from envs.fmu.chunk import Chunk, EnvFn, _portable
 from safe_trpo.errors import UserError
 
@@ -169,10 +175,12 @@ class ParallelVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, n)
         self._closed_exec = False
 
-    def _split(self, items: Sequence[Any]) -> list[list[Any]]:
+    def _split(self, items: Sequence[Any]) -> list[Sequence[Any]]:
+        """Each chunk's part of ``items`` (an array stays an array: one pickle, not k)."""
         out, start = [], 0
         for size in self._sizes:
-            out.append(list(items[start:start + size]))
+            part = items[start:start + size]
+            out.append(part if isinstance(part, np.ndarray) else list(part))
             start += size
         return out
 
@@ -188,27 +196,21 @@ class ParallelVectorEnv(VectorEnv):
             if len(seeds) != n:
                 raise ValueError(f"reset: {len(seeds)} seeds given for {n} copies")
         results = self._exec.call("reset", [(s, options) for s in self._split(seeds)])
-        flat = [r for chunk in results for r in chunk]
-        infos: dict[str, Any] = {}
-        for i, (_, info) in enumerate(flat):
-            infos = self._add_info(infos, info, i)
-        return np.stack([obs for obs, _ in flat]), infos
+        obs = np.concatenate([chunk_obs for chunk_obs, _ in results])
+        infos = [info for _, chunk_infos in results for info in chunk_infos]
+        return obs, vector_infos(infos, [None] * n, self._add_info)
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
                                                   dict[str, Any]]:
-        per_copy = list(gym.vector.utils.iterate(self.action_space, actions))
+        if isinstance(actions, np.ndarray) and isinstance(self.single_action_space, Box):
+            per_copy: Sequence[Any] = actions  # its rows, as gymnasium's iterate gives them
+        else:
+            per_copy = list(gym.vector.utils.iterate(self.action_space, actions))
         results = self._exec.call("step", [(a,) for a in self._split(per_copy)])
-        flat = [r for chunk in results for r in chunk]
-        infos: dict[str, Any] = {}
-        for i, (_, _, _, _, info, final) in enumerate(flat):
-            if final is not None:
-                infos = self._add_info(infos, {"final_obs": final[0], "final_info": final[1]},
-                                       i)
-            infos = self._add_info(infos, info, i)
-        obs = np.stack([r[0] for r in flat])
-        rewards = np.array([r[1] for r in flat], dtype=np.float64)
-        terminated = np.array([r[2] for r in flat], dtype=bool)
-        truncated = np.array([r[3] for r in flat], dtype=bool)
+        obs, rewards, terminated, truncated = (np.concatenate([r[k] for r in results])
+                                               for k in range(4))
+        infos = vector_infos([info for r in results for info in r[4]],
+                             [final for r in results for final in r[5]], self._add_info)
         return obs, rewards, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -1,17 +1,22 @@
-"""FMUs built during the tests: the example heated tank compiled from C with the system
-compiler, and small Python FMUs made with pythonfmu. Built once per session."""
+"""FMUs built during the tests (the example heated tank compiled from C with the system
+compiler, small Python FMUs made with pythonfmu; built once per session), a local Ray instance
+and the rollout the parallel tests compare across backends."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 from envs.fmu.build_example import build_fmu
 
+N, STEPS = 5, 12  # episodes of 5 steps: every copy resets twice inside the rollout
 TANK_KWARGS = {
     "step_size": 1.0,
     "episode_steps": 5,
@@ -78,3 +83,65 @@ def valve_fmu(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "pythonfmu", "build", "-f", str(script), "-d",
                     str(folder)], check=True, capture_output=True, timeout=120)
     return folder / "Valve.fmu"
+
+
+def info_layout(info: dict, prefix: str = "") -> list[tuple]:
+    """Every key of a vector info dict, in order, with its dtype and values (recursing into
+    ``final_info``): what must match Gymnasium's SyncVectorEnv exactly."""
+    out: list[tuple] = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            out += [(prefix + key, "dict")] + info_layout(value, f"{prefix}{key}.")
+        else:
+            out.append((prefix + key, value.dtype.str, value.shape,
+                        [None if v is None else np.asarray(v).tolist() for v in value]))
+    return out
+
+
+def rollout(venv: gym.vector.VectorEnv, seed: int = 11) -> list[tuple]:
+    """(obs, reward, terminated, truncated, infos) per step; actions are a fixed function of
+    the step so every backend sees the same ones."""
+    rng = np.random.default_rng(0)
+    obs, info = venv.reset(seed=seed)
+    out = [(obs, info_layout(info))]
+    for _ in range(STEPS):
+        actions = rng.uniform(-1, 1, (venv.num_envs, 1)).astype(np.float32)
+        obs, reward, term, trunc, info = venv.step(actions)
+        out.append((obs, reward, term, trunc, info_layout(info)))
+    venv.close()
+    return out
+
+
+def same(a: list[tuple], b: list[tuple]) -> bool:
+    """Bit for bit: arrays equal with the same dtype, info layouts equal."""
+    def equal(x: object, y: object) -> bool:
+        if isinstance(x, np.ndarray):
+            return isinstance(y, np.ndarray) and x.dtype == y.dtype and np.array_equal(x, y)
+        return x == y
+
+    return len(a) == len(b) and all(
+        all(equal(x, y) for x, y in zip(s, t, strict=True)) for s, t in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def kwargs(tank_fmu: Path) -> dict:
+    return {"fmu": str(tank_fmu), **TANK_KWARGS}
+
+
+@pytest.fixture(scope="module")
+def reference(kwargs: dict) -> list[tuple]:
+    """Gymnasium's own SyncVectorEnv over single FMU envs: the layout and numbers to match."""
+    from gymnasium.vector import AutoresetMode
+
+    from envs.fmu import FMUEnv
+
+    return rollout(gym.vector.SyncVectorEnv([lambda: FMUEnv(**kwargs)] * N,
+                                            autoreset_mode=AutoresetMode.SAME_STEP))
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    import ray  # a test dependency: a missing ray fails here, it is not skipped
+
+    yield
+    ray.shutdown()

@@ -6,75 +6,33 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from envs.fmu import FMUEnv, FMUVectorEnv
+from envs.fmu import FMUVectorEnv
 from safe_trpo.config import EnvConfig, load_scenario
 from safe_trpo.record.audit import WALL_CLOCK_FIELDS, read_lines
 from safe_trpo.run.make_env import make_vector_env
 from safe_trpo.run.trainer import start_run
 from tests.envs import fmu_fixtures
-from tests.envs.fmu_fixtures import TANK_KWARGS
+from tests.envs.fmu_fixtures import N, rollout, same
 
 SCENARIO = Path(__file__).resolve().parents[2] / "examples" / "fmu" / "heated_tank.toml"
-N, STEPS = 5, 12  # episodes of 5 steps: every copy resets twice inside the rollout
 
 tank_fmu = fmu_fixtures.tank_fmu
 valve_fmu = fmu_fixtures.valve_fmu
-
-
-def rollout(venv: gym.vector.VectorEnv, seed: int = 11) -> list[tuple]:
-    """(obs, reward, terminated, truncated, costs, final obs/costs) per step; actions are a
-    fixed function of the step so every backend sees the same ones."""
-    rng = np.random.default_rng(0)
-    obs, _ = venv.reset(seed=seed)
-    out = [(obs,)]
-    for _ in range(STEPS):
-        actions = rng.uniform(-1, 1, (venv.num_envs, 1)).astype(np.float32)
-        obs, reward, term, trunc, info = venv.step(actions)
-        done = term | trunc
-        final = info.get("final_info", {})
-        costs = np.where(done, final.get("cost_overheat", 0.0), info.get("cost_overheat", 0.0))
-        finals = [None if o is None else o.tolist() for o in info.get("final_obs", [None] * N)]
-        out.append((obs, reward, term, trunc, costs, finals, info.get("_final_obs")))
-    venv.close()
-    return out
-
-
-def same(a: list[tuple], b: list[tuple]) -> bool:
-    return all(all(np.array_equal(np.asarray(x, dtype=object), np.asarray(y, dtype=object))
-                   for x, y in zip(s, t, strict=True)) for s, t in zip(a, b, strict=True))
-
-
-@pytest.fixture(scope="module")
-def kwargs(tank_fmu: Path) -> dict:
-    return {"fmu": str(tank_fmu), **TANK_KWARGS}
-
-
-@pytest.fixture(scope="module")
-def reference(kwargs: dict) -> list[tuple]:
-    """Gymnasium's own SyncVectorEnv over single FMU envs: the layout and numbers to match."""
-    return rollout(gym.vector.SyncVectorEnv([lambda: FMUEnv(**kwargs)] * N,
-                                            autoreset_mode=AutoresetMode.SAME_STEP))
-
-
-@pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    import ray  # a test dependency: a missing ray fails here, it is not skipped
-
-    yield
-    ray.shutdown()
+local_ray = fmu_fixtures.local_ray
+kwargs = fmu_fixtures.kwargs
+reference = fmu_fixtures.reference
 
 
 def test_in_process_and_worker_processes_match_sync_vector_env(kwargs: dict,
                                                                reference: list) -> None:
     assert any(step[3].any() for step in reference[1:])  # episodes did end in the rollout
+    assert any("final_info.cost_overheat" in str(step[4]) for step in reference[1:])
     for workers in (0, 1, 2, 3):
         venv = FMUVectorEnv(N, workers=workers, **kwargs)
         assert venv.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
