@@ -1,12 +1,16 @@
-"""The copies one worker owns (``Chunk``) and the errors it carries back: shared by the
-worker-process executor (``parallel``) and the Ray actors (``ray_backend``).
+"""The copies one worker owns (``Chunk``), the request loop a worker serves (``serve``) and the
+errors it carries back: shared by the worker processes (``parallel``) and the Ray actors
+(``ray_backend``), so both backends speak the identical protocol.
 
-A step answers one batch per chunk (stacked observations, arrays of rewards and flags, the
-copies' info dicts) so the driver joins a few arrays instead of unpacking a tuple per copy.
+The protocol: the driver sends ``(method, args)``, the worker answers ``("ok", value)`` or
+``("error", exception)``; ``("close", ())`` closes the envs and ends the loop. A step answers
+one batch per chunk (stacked observations, arrays of rewards and flags, the copies' info dicts)
+so the driver joins a few arrays instead of unpacking a tuple per copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -80,3 +84,35 @@ def _portable(exc: BaseException) -> BaseException:
         return type(exc)(str(exc))
     return WorkerError(f"{type(exc).__name__}: {exc}")
 
+
+def handle(chunk: Chunk, method: str, args: tuple) -> tuple[str, Any]:
+    """One request: ``("ok", result)`` or ``("error", picklable exception)``."""
+    try:
+        return "ok", getattr(chunk, method)(*args)
+    except BaseException as exc:
+        return "error", _portable(exc)
+
+
+def serve(conn: Any, chunk: Chunk) -> None:
+    """Answer the driver's requests on ``conn`` (a ``multiprocessing.connection.Connection``)
+    until ``close`` or until the driver goes away. The connection is closed on the way out
+    whatever happens, so the driver sees EOF rather than waiting for an answer that will never
+    come (this loop also runs in a thread of a Ray actor, whose process outlives it)."""
+    with contextlib.closing(conn):
+        while True:
+            try:
+                method, args = conn.recv()
+            except (EOFError, OSError, KeyboardInterrupt):
+                return
+            if method == "close":
+                reply = handle(chunk, "close", ())
+                with contextlib.suppress(OSError):
+                    conn.send(reply)
+                return
+            reply = handle(chunk, method, args)
+            try:
+                conn.send(reply)
+            except OSError:
+                return
+            except Exception as exc:  # the answer does not pickle (an odd info value)
+                conn.send(("error", _portable(exc)))

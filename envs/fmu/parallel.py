@@ -30,83 +30,55 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.fmu.batch import vector_infos
-from envs.fmu.chunk import Chunk, EnvFn, _portable
+from envs.fmu.channel import Peers
+from envs.fmu.chunk import Chunk, EnvFn, _portable, serve
 from safe_trpo.errors import UserError
 
 
 def _worker(conn: Any, env_fns: Sequence[EnvFn], first: int) -> None:
     try:
         chunk = Chunk(env_fns, first)
-        conn.send(("ok", chunk.spaces()))
-    except BaseException as exc:  # report why the worker cannot start, then leave
+    except BaseException as exc:  # the answer to the driver's first request: why it failed
         conn.send(("error", _portable(exc)))
+        conn.close()
         return
-    while True:
-        try:
-            method, args = conn.recv()
-        except (EOFError, KeyboardInterrupt):
-            break
-        if method == "close":
-            chunk.close()
-            conn.send(("ok", None))
-            break
-        try:
-            conn.send(("ok", getattr(chunk, method)(*args)))
-        except BaseException as exc:
-            conn.send(("error", _portable(exc)))
+    serve(conn, chunk)
 
 
 class ProcessExecutor:
     """Chunks in worker processes started with ``forkserver`` where the platform has it (no
-    fork of a threaded parent such as torch), else ``spawn``."""
+    fork of a threaded parent such as torch), else ``spawn``; a pipe to each."""
 
     def __init__(self, chunks: list[tuple[list[EnvFn], int]]) -> None:
         methods = mp.get_all_start_methods()
         ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-        self.conns, self.procs = [], []
+        self.procs: list[Any] = []
+        conns = []
         for fns, first in chunks:
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker, args=(child, fns, first), daemon=True)
             proc.start()
             child.close()
-            self.conns.append(parent)
+            conns.append(parent)
             self.procs.append(proc)
-        self.firsts = [first for _, first in chunks]
+        self.peers = Peers(conns, [first for _, first in chunks], self._died)
         try:
-            self.spaces = self._gather()[0]
+            self.spaces = self.peers.call("spaces", [()] * len(chunks))[0]
         except BaseException:
             self.close()  # the workers that did start must not linger
             raise
 
-    def call(self, method: str, args_per_chunk: list[tuple]) -> list[Any]:
-        for conn, args in zip(self.conns, args_per_chunk, strict=True):
-            conn.send((method, args))
-        return self._gather()
+    def _died(self, i: int) -> str:
+        proc = self.procs[i]
+        proc.join(timeout=5)
+        return (f"the worker process of env copies {self.peers.firsts[i]}+ died (exit code "
+                f"{proc.exitcode}); an FMU's native code may have crashed")
 
-    def _gather(self) -> list[Any]:
-        results, error = [], None
-        for conn, proc, first in zip(self.conns, self.procs, self.firsts, strict=True):
-            try:
-                status, value = conn.recv()
-            except (EOFError, ConnectionError):
-                proc.join(timeout=5)
-                raise UserError(f"the worker process of env copies {first}+ died (exit code "
-                                f"{proc.exitcode}); an FMU's native code may have crashed"
-                                ) from None
-            if status == "error" and error is None:
-                error = value
-            results.append(value)
-        if error is not None:  # every worker answered, so the pipes stay in step
-            raise error
-        return results
+    def call(self, method: str, args_per_chunk: list[tuple]) -> list[Any]:
+        return self.peers.call(method, args_per_chunk)
 
     def close(self) -> None:
-        for conn in self.conns:
-            try:
-                conn.send(("close", ()))
-                conn.recv()
-            except (OSError, EOFError, BrokenPipeError):
-                pass
+        self.peers.close()
         for proc in self.procs:
             proc.join(timeout=5)
             if proc.is_alive():
@@ -136,8 +108,9 @@ class ParallelVectorEnv(VectorEnv):
         env_fns: one picklable constructor per copy (e.g. ``functools.partial(FMUEnv, ...)``).
         workers: number of workers; 0 runs every copy in this process. Default: one per CPU
             core (``os.cpu_count()``) or per Ray CPU, at most one per copy.
-        backend: ``"process"`` (worker processes on this machine) or ``"ray"`` (Ray actors on
-            the cluster ``ray.init`` connects to: ``RAY_ADDRESS``, else a local instance).
+        backend: ``"process"`` (worker processes on this machine, a pipe to each) or
+            ``"ray"`` (Ray actors on the cluster ``ray.init`` connects to: ``RAY_ADDRESS``,
+            else a local instance; a direct TCP channel to each, else Ray actor calls).
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
