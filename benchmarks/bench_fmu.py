@@ -5,8 +5,15 @@ until one ``fmi2DoStep`` costs about ``--step-ms`` (default 1 ms): a slow plant,
 rollouts matter. For each number of copies and each backend it prints env-steps/s next to the
 limit set by the FMU's own single-step time, the speed-up over one process, and the parallel
 efficiency: measured steps/s / (workers x 1 / single-step time), i.e. the share of the cores
-used that went into stepping the plant. The load average before and after is printed too: on
-a shared machine the other processes take cores, and the efficiency says so.
+used that went into stepping the plant. "FMU share of CPU" is the plant's own work over the
+CPU time the driver and its workers (processes or local Ray actors) spent: what the parallel
+machinery costs, whatever else runs. "others" is how many cores everything else on the machine
+(Ray's daemons included) used during the row, with the load average before and after: on a
+shared machine the other processes take cores, and the efficiency says so.
+
+Ray actors are stepped over their direct TCP channel; ``--ray-calls`` adds a row with the
+channel refused, i.e. stepped through Ray actor calls (the fallback on a cluster whose ports
+are closed).
 
     python benchmarks/bench_fmu.py                       # workers = os.cpu_count()
     python benchmarks/bench_fmu.py --workers 2 --steps 40 --copies 8 64
@@ -19,11 +26,12 @@ import functools
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from envs.fmu import FMUEnv, ParallelVectorEnv
+from envs.fmu import FMUEnv, ParallelVectorEnv, ray_backend
 from envs.fmu.build_example import build_fmu
 from envs.fmu.simulator import FMUSimulator
 from envs.fmu.spec import parse_spec
@@ -75,24 +83,60 @@ def cpu_seconds(pids: list[int]) -> float | None:
         return None
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all processes spent so far, steal time included (Linux /proc/stat)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None
+
+
+def refused(address: tuple[str, int], authkey: bytes) -> None:
+    """A ``connect`` for ``--ray-calls``: every channel refused, as by a closed port."""
+    raise ConnectionRefusedError("refused for --ray-calls")
+
+
+def worker_pids(venv: ParallelVectorEnv) -> list[int]:
+    """The worker processes, or the Ray actors' processes (a local Ray: the same machine)."""
+    procs = getattr(venv._exec, "procs", [])
+    actors = getattr(venv._exec, "actors", [])
+    if actors:
+        return ray_backend._ray().get([a.pid.remote() for a in actors])
+    return [p.pid for p in procs]
+
+
 def throughput(fmu: Path, substeps: float, copies: int, workers: int, backend: str,
-               steps: int) -> tuple[float, float | None]:
-    """Env-steps/s of ``steps`` vector steps (after reset and one warm-up step), and the CPU
-    seconds this process and its worker processes spent meanwhile (None for Ray)."""
+               steps: int) -> tuple[float, float | None, float | None]:
+    """Env-steps/s of ``steps`` vector steps (after reset and one warm-up step), the CPU
+    seconds this process and its workers spent meanwhile, and how many cores everything else
+    on the machine used meanwhile (Ray's own daemons included)."""
     kwargs = {"fmu": str(fmu), **KWARGS, "start_values": {"substeps": substeps}}
-    venv = ParallelVectorEnv([functools.partial(FMUEnv, **kwargs)] * copies, workers, backend)
-    pids = [os.getpid()] + [p.pid for p in getattr(venv._exec, "procs", [])]
+    connect = ray_backend.connect
+    if backend == "ray calls":
+        ray_backend.connect = refused
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            venv = ParallelVectorEnv([functools.partial(FMUEnv, **kwargs)] * copies, workers,
+                                     backend.split()[0])
+    finally:
+        ray_backend.connect = connect
+    pids = [os.getpid()] + worker_pids(venv)
     try:
         venv.reset(seed=0)
         rng = np.random.default_rng(0)
         actions = rng.uniform(-1, 1, (steps + 1, copies, 1)).astype(np.float32)
         venv.step(actions[0])
-        cpu0, start = cpu_seconds(pids), time.perf_counter()
+        busy0, cpu0, start = machine_busy_seconds(), cpu_seconds(pids), time.perf_counter()
         for t in range(steps):
             venv.step(actions[t + 1])
-        wall, cpu1 = time.perf_counter() - start, cpu_seconds(pids)
-        cpu = None if backend == "ray" or cpu0 is None or cpu1 is None else cpu1 - cpu0
-        return copies * steps / wall, cpu
+        wall, cpu1, busy1 = time.perf_counter() - start, cpu_seconds(pids), machine_busy_seconds()
+        cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        others = (None if cpu is None or busy0 is None or busy1 is None
+                  else max(0.0, (busy1 - busy0 - cpu) / wall))
+        return copies * steps / wall, cpu, others
     finally:
         venv.close()
 
@@ -105,6 +149,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed vector steps per case")
     parser.add_argument("--step-ms", type=float, default=1.0, help="target FMU step time")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--ray-calls", action="store_true",
+                        help="also Ray without the direct channel (plain actor calls)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         fmu = build_fmu(Path(tmp) / "heated_tank.fmu")
@@ -115,15 +161,20 @@ def main() -> None:
         print(f"FMU single step: {step_s * 1e3:.3f} ms ({substeps:.0f} Euler substeps) -> "
               f"limit {limit:,.0f} steps/s per core")
         print(f"{'copies':>6}  {'backend':<22} {'workers':>7} {'steps/s':>10} "
-              f"{'limit':>10} {'speed-up':>8} {'efficiency':>10} {'FMU share of CPU':>16}")
+              f"{'limit':>10} {'speed-up':>8} {'efficiency':>10} {'FMU share of CPU':>16} "
+              f"{'others (cores)':>14}")
         backends = [("1 process", 0, "process"), (f"{args.workers} processes", args.workers,
                                                   "process")]
         if not args.no_ray:
             backends.append((f"Ray ({args.workers} actors)", args.workers, "ray"))
+            if args.ray_calls:
+                backends.append((f"Ray calls ({args.workers} actors)", args.workers,
+                                 "ray calls"))
         for copies in args.copies:
             base = None
             for label, workers, backend in backends:
-                rate, cpu = throughput(fmu, substeps, copies, workers, backend, args.steps)
+                rate, cpu, others = throughput(fmu, substeps, copies, workers, backend,
+                                               args.steps)
                 used = max(1, min(workers, copies))
                 base = base or rate
                 # The plant's own work (steps x single-step time) over the CPU time spent:
@@ -131,7 +182,8 @@ def main() -> None:
                 share = "-" if cpu is None else f"{copies * args.steps * step_s / cpu:.0%}"
                 print(f"{copies:>6}  {label:<22} {used:>7} {rate:>10,.0f} "
                       f"{used * limit:>10,.0f} {rate / base:>7.2f}x "
-                      f"{rate / (used * limit):>9.0%} {share:>16}")
+                      f"{rate / (used * limit):>9.0%} {share:>16} "
+                      f"{'-' if others is None else f'{others:.2f}':>14}")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
