@@ -5,12 +5,12 @@ actor (``listen_once`` in the actor, ``connect`` in the driver).
 processes (pipes) and Ray actors (a TCP connection, or Ray actor calls when none can be
 opened) alike, so a dead worker gives the same clear error on every backend.
 
-The channel exists for speed: a Ray actor call costs about 1.5 ms of round trip and 1.3 ms of
-the actor's CPU in Ray's own machinery, as much as the plant step it carries. A plain socket
-between driver and actor costs what a pipe costs. It is a ``multiprocessing.connection``
-``Connection`` authenticated both ways with a random per-executor key (HMAC challenges, before
-anything is unpickled), and every wait on it has a deadline, so a closed or firewalled port
-means a fallback to Ray calls, never a hang.
+The channel exists for speed: through Ray actor calls a step of 8 copies of a trivial plant on 2
+actors took 1.8-2.0 ms (1.1 ms of it the driver's CPU in Ray's machinery), as much as the plant
+steps it carries; over a plain socket it took 0.4-0.5 ms, what a pipe costs. It is a
+``multiprocessing.connection`` ``Connection`` authenticated both ways with a random per-executor
+key (HMAC challenges, before anything is unpickled), and every wait on it has a deadline, so a
+closed or firewalled port means a fallback to Ray calls, never a hang.
 """
 
 from __future__ import annotations
