@@ -15,7 +15,7 @@ Ray actors are stepped over their direct TCP channel; ``--ray-calls`` adds a row
 channel refused, i.e. stepped through Ray actor calls (the fallback on a cluster whose ports
 are closed).
 
-    python benchmarks/bench_fmu.py                       # workers = os.cpu_count()
+    python benchmarks/bench_fmu.py                       # workers = the allowed CPUs
     python benchmarks/bench_fmu.py --workers 2 --steps 40 --copies 8 64
 """
 
@@ -33,6 +33,7 @@ import numpy as np
 
 from envs.fmu import FMUEnv, ParallelVectorEnv, ray_backend
 from envs.fmu.build_example import build_fmu
+from envs.fmu.parallel import available_cpus
 from envs.fmu.simulator import FMUSimulator
 from envs.fmu.spec import parse_spec
 
@@ -143,8 +144,9 @@ def throughput(fmu: Path, substeps: float, copies: int, workers: int, backend: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="worker processes and Ray actors (default: os.cpu_count())")
+    parser.add_argument("--workers", type=int, default=available_cpus(),
+                        help="worker processes and Ray actors (default: the CPUs this process "
+                             "may use; worker processes that fill them are pinned one per CPU)")
     parser.add_argument("--copies", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--steps", type=int, default=30, help="timed vector steps per case")
     parser.add_argument("--step-ms", type=float, default=1.0, help="target FMU step time")

@@ -115,3 +115,28 @@ def test_training_records_the_same_rows_in_process_in_workers_and_on_ray(
                      if ln["type"] in ("update", "run_finished")])
     assert rows[0][0]["return_mean"] is not None and rows[0][-1]["status"] == "completed"
     assert rows[0] == rows[1] == rows[2]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity (Linux) and at least 2 allowed CPUs")
+def test_workers_that_fill_the_allowed_cpus_are_pinned_one_per_cpu(kwargs: dict) -> None:
+    import functools
+
+    from envs.fmu import FMUEnv, ParallelVectorEnv
+
+    allowed = sorted(os.sched_getaffinity(0))
+    fns = [functools.partial(FMUEnv, **kwargs)] * (2 * len(allowed))
+    venv = ParallelVectorEnv(fns)  # default workers: one per allowed CPU
+    try:
+        pinned = [os.sched_getaffinity(p.pid) for p in venv._exec.procs]
+    finally:
+        venv.close()
+    assert sorted(cpu for cpus in pinned for cpu in cpus) == allowed
+    assert all(len(cpus) == 1 for cpus in pinned)
+    # Fewer workers than CPUs: left to the scheduler, on every allowed CPU.
+    venv = ParallelVectorEnv(fns, workers=len(allowed) - 1)
+    try:
+        unpinned = [os.sched_getaffinity(p.pid) for p in venv._exec.procs]
+    finally:
+        venv.close()
+    assert all(sorted(cpus) == allowed for cpus in unpinned)
