@@ -1,6 +1,7 @@
 """Shared helpers for the algorithm tests.
 
-- a tiny policy batch and a small critic for the TRPO, network and critic tests;
+- a tiny policy batch and a small critic for the TRPO, network and critic tests, and the
+  explicit Hessian of a batch's mean KL (the reference for Fisher-vector products);
 - for the CPO solver tests, random instances and independent references: the primal problems in
   full dimension, each a direct cvxpy solve with an explicit SPD H, refined by Newton's method on
   its own KKT system (a raw interior-point point is only accurate to about the square root of
@@ -16,6 +17,8 @@ import cvxpy as cp
 import numpy as np
 import torch
 from gymnasium import spaces
+from torch.distributions import Categorical, Distribution, Normal
+from torch.func import functional_call
 
 from safe_trpo.algo.cpo import solve_step
 from safe_trpo.algo.networks import make_policy
@@ -38,6 +41,33 @@ def tiny_batch(discrete: bool) -> tuple[torch.nn.Module, PolicyBatch]:
         actions = dist.sample()
         logp = policy.log_prob(dist, actions)
     return policy, PolicyBatch(policy, obs, actions, logp)
+
+
+def explicit_kl_hessian(policy: torch.nn.Module, batch: PolicyBatch) -> torch.Tensor:
+    """The Hessian of the mean KL(batch.old_dist || policy) over the policy's flat
+    parameters, at their current values, by ``torch.autograd.functional.hessian``."""
+    theta0 = torch.cat([p.detach().reshape(-1) for p in policy.parameters()])
+    shapes = [(name, p.shape, p.numel()) for name, p in policy.named_parameters()]
+
+    def kl_of(theta: torch.Tensor) -> torch.Tensor:
+        params, offset = {}, 0
+        for name, shape, n in shapes:
+            params[name] = theta[offset:offset + n].view(shape)
+            offset += n
+        return policy.kl(batch.old_dist, distribution_with(policy, params, batch.obs)).mean()
+
+    return torch.autograd.functional.hessian(kl_of, theta0)
+
+
+def distribution_with(policy: torch.nn.Module, params: dict, obs: torch.Tensor
+                      ) -> Distribution:
+    """The policy's distribution with parameters taken from ``params`` (for autograd)."""
+    if hasattr(policy, "mean_net"):
+        sub = {k.removeprefix("mean_net."): v for k, v in params.items() if k != "log_std"}
+        mean = functional_call(policy.mean_net, sub, (obs,))
+        return Normal(mean, params["log_std"].exp())
+    sub = {k.removeprefix("logits_net."): v for k, v in params.items()}
+    return Categorical(logits=functional_call(policy.logits_net, sub, (obs,)))
 
 
 def small_critic(activation: str, seed: int) -> torch.nn.Module:

@@ -7,7 +7,6 @@ import pytest
 import torch
 from gymnasium import spaces
 from torch.distributions import Normal
-from torch.func import functional_call
 
 from safe_trpo.algo.fisher import GaussianMLPFisher, gaussian_mlp_layers
 from safe_trpo.algo.networks import make_policy
@@ -17,7 +16,7 @@ from safe_trpo.algo.trpo import (
     fisher_vector_product,
     flat_params,
 )
-from tests.algo.fixtures import tiny_batch
+from tests.algo.fixtures import explicit_kl_hessian, tiny_batch
 
 
 def gaussian_batch(activation: str, hidden: list[int], act_dim: int, seed: int,
@@ -39,22 +38,6 @@ def gaussian_batch(activation: str, hidden: list[int], act_dim: int, seed: int,
         actions = old.sample()
         logp = old.log_prob(actions).sum(-1)
     return policy, PolicyBatch(policy, obs, actions, logp, old_dist=old)
-
-
-def explicit_kl_hessian(policy: torch.nn.Module, batch: PolicyBatch) -> torch.Tensor:
-    theta0 = flat_params(policy).clone()
-    shapes = [(name, p.shape, p.numel()) for name, p in policy.named_parameters()]
-
-    def kl_of(theta: torch.Tensor) -> torch.Tensor:
-        params, offset = {}, 0
-        for name, shape, n in shapes:
-            params[name] = theta[offset:offset + n].view(shape)
-            offset += n
-        net = {k.removeprefix("mean_net."): v for k, v in params.items() if k != "log_std"}
-        mean = functional_call(policy.mean_net, net, (batch.obs,))
-        return policy.kl(batch.old_dist, Normal(mean, params["log_std"].exp())).mean()
-
-    return torch.autograd.functional.hessian(kl_of, theta0)
 
 
 @pytest.mark.parametrize(("activation", "hidden", "act_dim"),

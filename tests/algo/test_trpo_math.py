@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from safe_trpo.algo.trpo import (
     cg_solve,
@@ -17,7 +16,7 @@ from safe_trpo.algo.trpo import (
     set_flat_params,
     trpo_step,
 )
-from tests.algo.fixtures import tiny_batch
+from tests.algo.fixtures import explicit_kl_hessian, tiny_batch
 
 
 def test_conjugate_gradient_matches_direct_solve() -> None:
@@ -56,23 +55,12 @@ def test_cg_quadratic_form_equals_x_a_x_without_another_product() -> None:
 @pytest.mark.parametrize("discrete", [False, True])
 def test_fisher_vector_product_matches_explicit_kl_hessian(discrete: bool) -> None:
     policy, batch = tiny_batch(discrete)
-    theta0 = flat_params(policy).clone()
-    shapes = [(name, p.shape, p.numel()) for name, p in policy.named_parameters()]
-
-    def kl_of(theta: torch.Tensor) -> torch.Tensor:
-        params, offset = {}, 0
-        for name, shape, n in shapes:
-            params[name] = theta[offset:offset + n].view(shape)
-            offset += n
-        dist = _distribution_with(policy, params, batch.obs)
-        return policy.kl(batch.old_dist, dist).mean()
-
-    hessian = torch.autograd.functional.hessian(kl_of, theta0)
+    hessian = explicit_kl_hessian(policy, batch)
     damping = 0.05
     fvp = fisher_vector_product(policy, batch, damping)
     gen = torch.Generator().manual_seed(3)
     for _ in range(3):
-        v = torch.randn(theta0.numel(), generator=gen, dtype=torch.float64)
+        v = torch.randn(hessian.shape[0], generator=gen, dtype=torch.float64)
         torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-8, atol=1e-10)
 
 
@@ -101,18 +89,6 @@ def test_per_sample_hessian_matches_the_full_hessian(discrete: bool) -> None:
         torch.testing.assert_close(blocks[i], full[i, :, i, :], rtol=1e-10, atol=1e-12)
         off_diagonal[i, :, i, :] = 0
     assert float(off_diagonal.abs().max()) == 0.0
-
-
-def _distribution_with(policy: torch.nn.Module, params: dict, obs: torch.Tensor):
-    """The policy's distribution with parameters taken from ``params`` (for autograd)."""
-    from torch.distributions import Categorical, Normal
-
-    if hasattr(policy, "mean_net"):
-        sub = {k.removeprefix("mean_net."): v for k, v in params.items() if k != "log_std"}
-        mean = functional_call(policy.mean_net, sub, (obs,))
-        return Normal(mean, params["log_std"].exp())
-    sub = {k.removeprefix("logits_net."): v for k, v in params.items()}
-    return Categorical(logits=functional_call(policy.logits_net, sub, (obs,)))
 
 
 def test_line_search_restores_parameters_bit_for_bit_on_failure() -> None:
