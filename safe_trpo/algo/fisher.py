@@ -1,13 +1,13 @@
 """The Fisher-vector product of a Gaussian MLP policy, written out: no autograd.
 
-``trpo.fisher_vector_product`` takes every product as J^T (K (J v)) by double backprop, for any
-policy: J = dz/dtheta, z the distribution's parameters, K the KL's Hessian in z. For the
+``trpo.autograd_fisher_product`` takes every product as J^T (K (J v)) by double backprop, for
+any policy: J = dz/dtheta, z the distribution's parameters, K the KL's Hessian in z. For the
 policy this project trains on Box actions (``GaussianPolicy``: a Linear/Tanh or Linear/ReLU
-mean network and a state-independent log-std) every part has a closed form, and the products
-become a dozen matrix products on activations computed once per update. CG runs ten of them
-per update, and double backprop spent about three times as long on each (graph traversal,
-the create_graph bookkeeping, products it then multiplies by zero):
-``benchmarks/bench_fisher_product.py`` prints both side by side.
+mean network and a state-independent log-std) every part has a closed form, and a product
+becomes a dozen matrix products on activations computed once per update. CG runs ten of them
+per update. ``benchmarks/bench_fisher_product.py`` prints the forms side by side (batch 2048,
+64x64 tanh): 1.07 ms per product here, 2.17 ms by autograd's J^T K J (graph traversal and the
+create_graph bookkeeping), 3.35 ms by plain reverse-over-reverse double backprop.
 
 The math, per sample b and action dimension j, with mu the mean, s = exp(log_std) the scale
 (the same for every sample), the old distribution's (mu_o, s_o) and d = mu - mu_o:

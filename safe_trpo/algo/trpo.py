@@ -126,8 +126,8 @@ def fisher_vector_product(policy: Policy, batch: PolicyBatch, damping: float,
     """v -> (H + damping I) v, H the Hessian of mean KL(old || theta) at theta = theta_old.
 
     A Gaussian policy with a Linear/Tanh or Linear/ReLU mean network gets the product in
-    closed form (``fisher.GaussianMLPFisher``, about three times faster); any other policy
-    gets ``autograd_fisher_product``. The two agree to float rounding.
+    closed form (``fisher.GaussianMLPFisher``, about twice as fast); any other policy gets
+    ``autograd_fisher_product``. The two agree to float rounding.
     """
     if gaussian_mlp_layers(policy) is not None:
         return GaussianMLPFisher(policy, batch.obs, batch.old_dist, damping)
