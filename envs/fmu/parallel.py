@@ -95,9 +95,9 @@ def worker_cpus(workers: int) -> list[int] | None:
     """One CPU for each worker process when there are exactly as many workers as CPUs this
     process may run on (Linux), else None: the workers are not pinned.
 
-    Unpinned, the scheduler at times runs two busy workers on one core while another idles,
-    and that vector step takes twice as long: measured with benchmarks/bench_fmu.py (2 cores,
-    8 copies of a 1 ms plant), 74-87 % parallel efficiency unpinned against 85-87 % pinned.
+    Unpinned, the efficiency at times drops, as when two busy workers share one core while
+    another idles: measured with benchmarks/bench_fmu.py (2 cores, 8 copies of a 1 ms plant),
+    69-88 % parallel efficiency unpinned against 78-87 % pinned.
     Pinning only when the workers fill the allowed CPUs leaves a run that asked for fewer
     workers (the machine shared with other work) to the scheduler; runs side by side that each
     fill the CPUs get one worker per CPU each, an even share.
