@@ -25,7 +25,7 @@ import pandas as pd
 from safe_trpo.errors import UserError
 from safe_trpo.record.audit import AUDIT_FILE, RunVerdict
 from safe_trpo.record.signoff import overall_state, signoff_states, verify_contained
-from safe_trpo.record.verdict import Verdict, run_verdict
+from safe_trpo.record.verdict import Verdict, run_status, run_verdict
 from safe_trpo.report.plots import current_updates
 
 # The table builders and text helpers moved to frames.py; re-exported here so ``runs.<name>``
@@ -250,18 +250,6 @@ def _section(scenario: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def run_status(lines: list[dict[str, Any]]) -> str:
-    """``run_finished``'s status if the run ended (after its last start/resume), else why not."""
-    status = "unknown"
-    for line in lines:
-        kind = line.get("type")
-        if kind in ("run_started", "resumed"):
-            status = "not finished"
-        elif kind == "run_finished":
-            status = str(line.get("status", "finished"))
-    return status
-
-
 def summarize(detail: RunDetail) -> RunSummary:
     """Reduce a loaded run to its row in the list of runs."""
     lines = detail.lines
@@ -275,7 +263,7 @@ def summarize(detail: RunDetail) -> RunSummary:
     verified = detail.verdict is not None and detail.verdict.ok
     head = lines[-1] if lines else {}
     seed = started.get("seed", _section(scenario, "run").get("seed"))
-    status = run_status(lines)
+    status = run_status(lines, detail.integrity)[0]  # the record's own reading, as the verdict's
     states = signoff_states(lines, run_verified=verified)
     verdict = run_verdict(lines, detail.integrity, states) if detail.verdict else None
     if detail.integrity == "tampered":

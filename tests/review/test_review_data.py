@@ -236,3 +236,19 @@ def test_summary_counts_rows_redone_after_a_resume_once(tmp_path) -> None:
                              "violated": cost > 5.0, "margin": 5.0 - cost, "nu": 0.0}])
     summary = runs.summarize(runs.load_run(run_dir))
     assert summary.updates == 3 and summary.updates_violating == 0
+
+
+def test_a_log_cut_before_run_finished_reads_interrupted_as_in_the_verdict(tmp_path):
+    # A crash mid-line leaves no run_finished: the list, the verdict (and the report, which
+    # reads the same chain status) must all call it interrupted, not "not finished".
+    cut = make_run(tmp_path, "crashed", finished=False)
+    with open(cut / "audit.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"seq": 99, "type": "upd')
+    make_run(tmp_path, "running", finished=False)
+    summaries = {s.run_id: s for s in runs.RunCache().summaries(tmp_path)}
+    assert summaries["crashed"].integrity == "interrupted"
+    assert summaries["crashed"].status == "interrupted"
+    assert summaries["running"].status == "not finished"  # intact, no end yet: maybe running
+    for s in summaries.values():
+        if s.verdict is not None:
+            assert s.verdict.status == s.status, s.run_id
